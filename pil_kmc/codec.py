@@ -1,0 +1,124 @@
+"""The index stream: index plane <-> packed rows <-> compressed bytes.
+
+An index plane is a ``(height, width)`` array of palette indices. It is
+stored as rows of ``bit_depth``-bit indices, most significant bits first and
+each row padded to a whole byte (PNG's packing), then compressed by one of the
+methods named in :mod:`pil_kmc.layout`. Decompression is always bounded by the
+size the header declares, so a hostile stream cannot expand without limit.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+
+import numpy as np
+
+from . import layout
+from .layout import FormatError, Header
+
+# xz without an integrity check: every chunk already carries a CRC-32.
+_XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6}]
+
+
+def pack_rows(indices: np.ndarray, bit_depth: int) -> bytes:
+    """Pack a ``(h, w)`` uint8 index plane into rows of ``bit_depth``-bit fields."""
+    indices = np.ascontiguousarray(indices, dtype=np.uint8)
+    if bit_depth == 8:
+        return indices.tobytes()
+    h, w = indices.shape
+    per_byte = 8 // bit_depth
+    padded_w = -(-w // per_byte) * per_byte
+    if padded_w != w:
+        indices = np.pad(indices, ((0, 0), (0, padded_w - w)))
+    fields = indices.reshape(h, padded_w // per_byte, per_byte)
+    shifts = np.arange(8 - bit_depth, -1, -bit_depth, dtype=np.uint8)
+    packed = np.bitwise_or.reduce(fields << shifts, axis=2)
+    return packed.astype(np.uint8).tobytes()
+
+
+def unpack_rows(data: bytes, width: int, height: int, bit_depth: int) -> np.ndarray:
+    """Inverse of :func:`pack_rows`; ``data`` must be exactly the packed size."""
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, -1)
+    if bit_depth == 8:
+        return rows
+    shifts = np.arange(8 - bit_depth, -1, -bit_depth, dtype=np.uint8)
+    fields = (rows[:, :, None] >> shifts) & ((1 << bit_depth) - 1)
+    return fields.reshape(height, -1)[:, :width].astype(np.uint8)
+
+
+def compress(data: bytes, method: int) -> bytes:
+    """Compress the packed index plane with a layout compression method."""
+    if method == layout.STORED:
+        return data
+    if method == layout.ZLIB:
+        return zlib.compress(data, 9)
+    if method == layout.XZ:
+        return lzma.compress(
+            data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=_XZ_FILTERS
+        )
+    if method == layout.BZIP2:
+        return bz2.compress(data, 9)
+    raise ValueError(f"unknown compression method {method}")
+
+
+def decompress(data: bytes, method: int, size: int, *, partial: bool = False) -> bytes:
+    """Decompress exactly ``size`` bytes, never producing more than ``size + 1``.
+
+    Raises :class:`FormatError` if the stream is corrupt, ends early, holds
+    more than ``size`` bytes or has bytes after its end. With ``partial``,
+    a stream that ends early returns what it produced instead (for
+    ``ImageFile.LOAD_TRUNCATED_IMAGES``).
+    """
+    name = layout.COMPRESSION_NAMES.get(method, str(method))
+    if method == layout.STORED:
+        out, finished, leftover = data[: size + 1], len(data) >= size, data[size:]
+    else:
+        if method == layout.ZLIB:
+            engine = zlib.decompressobj()
+        elif method == layout.XZ:
+            engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        elif method == layout.BZIP2:
+            engine = bz2.BZ2Decompressor()
+        else:
+            raise FormatError(f"unknown compression method {method}")
+        try:
+            out = engine.decompress(data, size + 1)
+        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
+            if partial:
+                return b""
+            raise FormatError(f"corrupt {name} index stream: {e}") from None
+        finished = engine.eof
+        leftover = engine.unused_data if finished else b""
+        if method == layout.ZLIB and not finished and engine.unconsumed_tail:
+            leftover = engine.unconsumed_tail
+    if len(out) > size or (finished and leftover):
+        raise FormatError(f"the {name} index stream holds more data than the header declares")
+    if len(out) < size or not finished:
+        if partial:
+            return out
+        raise FormatError(f"the {name} index stream is truncated ({len(out)} of {size} bytes)")
+    return out
+
+
+def encode(indices: np.ndarray, header: Header) -> bytes:
+    """The index stream (KIDX data) for an index plane, as ``header`` describes it."""
+    if indices.shape != (header.height, header.width):
+        raise ValueError("index plane shape does not match the header")
+    return compress(pack_rows(indices, header.bit_depth), header.compression)
+
+
+def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarray:
+    """The index plane of an index stream; checks that every index is below k.
+
+    With ``partial``, missing rows at the end are filled with index 0.
+    """
+    size = header.index_plane_bytes
+    data = decompress(stream, header.compression, size, partial=partial)
+    if len(data) < size:
+        data = data + bytes(size - len(data))
+    indices = unpack_rows(data, header.width, header.height, header.bit_depth)
+    if header.k < 1 << header.bit_depth and int(indices.max(initial=0)) >= header.k:
+        raise FormatError(f"index data refers to a palette entry at or above k={header.k}")
+    return indices

@@ -1,0 +1,201 @@
+"""Weighted k-means on a colour histogram, coarse to fine.
+
+Clustering every pixel is wasteful: a photograph of N pixels has far fewer
+distinct colours M, and Lloyd's algorithm gives the same centroids when each
+distinct colour is one point weighted by its pixel count. Fewer still are the
+occupied cells of a coarse colour grid (at most 4,096 here), each represented
+by the weighted mean of its colours; the centroid update stays exact for
+every cell whose colours all fall in one cluster. So the clustering runs:
+
+1. k-means++ seeding on the coarse grid cells (weighted);
+2. over-relaxed Lloyd iterations on the coarse cells, then on grids four
+   and eight times finer per channel (or on the distinct colours themselves
+   once a grid would not halve their number);
+
+each stage starting from the previous stage's centroids and stopping when no
+centroid moves more than ``tol`` colour levels. The finest stage, the
+costliest, gets a tenth of the iterations. Assignment uses
+:func:`scipy.cluster.vq.vq` (as does the final, exact assignment of every
+distinct colour to the rounded palette); centroid updates are weighted sums
+with :func:`numpy.bincount`.
+
+An empty cluster is re-seeded at the point that contributes most to the
+weighted squared error (its weight times its squared distance to its
+centroid), which splits the worst-served part of the histogram.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.cluster.vq import vq
+
+#: Lloyd iterations allowed at each grid stage; the finest stage gets a tenth.
+DEFAULT_MAX_ITER = 100
+#: A stage stops when no centroid moves more than this (in 0-255 colour levels).
+DEFAULT_TOL = 0.02
+#: Over-relaxation factor of Lloyd's update (1 is plain Lloyd).
+RELAXATION = 1.6
+# The coarse grid has at most this many cells, which bounds seeding cost.
+_COARSE_CELLS = 4096
+
+
+def colour_histogram(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of ``keys`` (sorted) and how often each occurs."""
+    ordered = np.sort(keys, kind="stable")
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    counts = np.diff(np.r_[starts, ordered.size])
+    return ordered[starts], counts
+
+
+def grid_cells(
+    colours: np.ndarray, weights: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Collapse weighted colours onto a grid of ``bits`` bits per channel.
+
+    Returns the weighted mean colour of every occupied cell and the cell's
+    total weight.
+    """
+    channels = colours.shape[1]
+    cell = np.zeros(len(colours), dtype=np.int64)
+    for c in range(channels):
+        cell = (cell << bits) | (colours[:, c] >> (8 - bits))
+    ids, labels = np.unique(cell, return_inverse=True)
+    total = np.bincount(labels, weights=weights, minlength=len(ids))
+    means = np.empty((len(ids), channels), dtype=np.float64)
+    for c in range(channels):
+        means[:, c] = np.bincount(labels, weights=weights * colours[:, c], minlength=len(ids))
+    return (means / total[:, None]).astype(np.float32), total
+
+
+def kmeans_plusplus(
+    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Greedy weighted k-means++ seeding (Arthur & Vassilvitskii, 2007).
+
+    Each new centre is drawn with probability proportional to weight times
+    squared distance to the nearest chosen centre; of ``2 + log(k)`` draws,
+    the one that lowers the weighted error most is kept.
+    """
+    points = points.astype(np.float64)
+    trials = 2 + int(math.log(k))
+    centres = np.empty((k, points.shape[1]), dtype=np.float64)
+    cumulative = np.cumsum(weights)
+    first = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    centres[0] = points[min(first, len(points) - 1)]
+    nearest = ((points - centres[0]) ** 2).sum(axis=1)
+    for i in range(1, k):
+        cumulative = np.cumsum(weights * nearest)
+        if cumulative[-1] <= 0:  # every point already sits on a centre
+            centres[i:] = centres[0]
+            break
+        draws = np.searchsorted(cumulative, rng.random(trials) * cumulative[-1], side="right")
+        draws = np.minimum(draws, len(points) - 1)
+        candidate = ((points[None, :, :] - points[draws][:, None, :]) ** 2).sum(axis=2)
+        candidate = np.minimum(candidate, nearest[None, :])
+        best = int(np.argmin(candidate @ weights))
+        centres[i] = points[draws[best]]
+        nearest = candidate[best]
+    return centres.astype(np.float32)
+
+
+def lloyd(
+    points: np.ndarray,
+    weights: np.ndarray,
+    centroids: np.ndarray,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+) -> np.ndarray:
+    """Weighted, over-relaxed Lloyd iterations from ``centroids``.
+
+    Each step moves every centroid ``RELAXATION`` times the way towards the
+    weighted mean of its points; plain Lloyd (factor 1) creeps towards its
+    fixed point, and overshooting it a little reaches it in fewer steps.
+    Stops after ``max_iter`` steps or when no centroid moves more than
+    ``tol``.
+    """
+    k, channels = centroids.shape
+    points = points.astype(np.float32)
+    centroids = centroids.astype(np.float32)
+    weighted = [weights * points[:, c] for c in range(channels)]
+    for _ in range(max_iter):
+        labels, dist = vq(points, centroids, check_finite=False)
+        mass = np.bincount(labels, weights=weights, minlength=k)
+        means = np.empty((k, channels), dtype=np.float64)
+        for c in range(channels):
+            means[:, c] = np.bincount(labels, weights=weighted[c], minlength=k)
+        empty = mass == 0
+        means[~empty] /= mass[~empty, None]
+        updated = centroids + RELAXATION * (means - centroids)
+        np.clip(updated, 0, 255, out=updated)
+        if empty.any():
+            _reseed(updated, empty, points, weights * dist.astype(np.float64) ** 2)
+        shift = float(np.abs(updated - centroids).max())
+        centroids = updated.astype(np.float32)
+        if shift <= tol:
+            break
+    return centroids
+
+
+def _reseed(
+    centroids: np.ndarray, empty: np.ndarray, points: np.ndarray, error: np.ndarray
+) -> None:
+    """Move each empty centroid onto the point with the largest weighted error."""
+    worst = np.argsort(-error, kind="stable")
+    for slot, point in zip(np.flatnonzero(empty), worst, strict=False):
+        centroids[slot] = points[point]
+
+
+def cluster(
+    colours: np.ndarray,
+    counts: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+) -> np.ndarray:
+    """k float centroids for distinct ``colours`` (M, C) occurring ``counts`` times.
+
+    Deterministic for a given ``seed``. ``len(colours)`` must exceed ``k``.
+    """
+    weights = counts.astype(np.float64)
+    stages = list(_stages(colours, weights))
+    if len(stages[-1][0]) <= k:
+        stages.append((colours.astype(np.float32), weights))
+    rng = np.random.default_rng(seed)
+    # Seed on the coarsest stage that has more points than clusters.
+    seed_points, seed_weights = next((p, w) for p, w in stages if len(p) > k)
+    centroids = kmeans_plusplus(seed_points, seed_weights, k, rng)
+    for i, (points, w) in enumerate(stages):
+        last = i == len(stages) - 1 and len(stages) > 1
+        iterations = max(1, max_iter // 10) if last else max_iter
+        centroids = lloyd(points, w, centroids, iterations, tol)
+    return centroids
+
+
+def _stages(colours: np.ndarray, weights: np.ndarray):
+    """Coarse-to-fine point sets: grids of b, b+2 and b+3 bits per channel.
+
+    A grid that would not shrink the colours at least by half is replaced by
+    the colours themselves, which end the sequence.
+    """
+    channels = colours.shape[1]
+    coarse = max(1, int(math.log2(_COARSE_CELLS)) // channels)
+    for bits in (coarse, coarse + 2, coarse + 3):
+        if bits >= 8:
+            break
+        points, w = grid_cells(colours, weights, bits)
+        if 2 * len(points) > len(colours):
+            break
+        yield points, w
+    else:
+        return
+    yield colours.astype(np.float32), weights
+
+
+def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Index of the nearest palette entry for each colour (exact, Euclidean)."""
+    labels, _ = vq(colours.astype(np.float32), palette.astype(np.float32), check_finite=False)
+    return labels

@@ -1,0 +1,89 @@
+"""Regenerate the golden files in fixtures/: python scripts/make_fixtures.py
+
+Each fixture is a small ``.kmc`` file covering one header variant (colour
+model, bit depth, compression method, row padding, an ancillary chunk), and
+beside it the PNG of what it must decode to. The ``.kmc`` files are built
+from explicit palettes and index planes, not by k-means, so that they change
+only when the format does; ``fixtures/README.md`` lists them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pil_kmc import codec, layout  # noqa: E402
+
+OUT = ROOT / "fixtures"
+
+
+def plane(w: int, h: int, k: int) -> np.ndarray:
+    """A deterministic index plane using every index below k at least once if it fits."""
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x * 3 + y * 5 + (x * y) % 7) % k).astype(np.uint8)
+
+
+def palette(k: int, channels: int) -> np.ndarray:
+    i = np.arange(k)[:, None]
+    c = np.arange(channels)[None, :]
+    p = (i * 97 + c * 61 + (i * c) * 13) % 256
+    if channels in (2, 4):
+        p[:, -1] = np.where(i[:, 0] % 3 == 0, 0, (i[:, 0] * 37) % 256)
+        p[p[:, -1] == 0] = 0  # transparent entries have zero colour, as the writer makes them
+    return p.astype(np.uint8)
+
+
+VARIANTS = [
+    # name, width, height, channels, k, compression, ancillary
+    ("gray-k2-depth1-zlib", 13, 5, 1, 2, layout.ZLIB, []),
+    ("gray-k4-depth2-stored", 7, 3, 1, 4, layout.STORED, []),
+    ("gray-alpha-k16-depth4-bzip2", 9, 6, 2, 16, layout.BZIP2, []),
+    ("rgb-k1-depth1-zlib", 1, 1, 3, 1, layout.ZLIB, []),
+    ("rgb-k3-depth2-xz", 11, 4, 3, 3, layout.XZ, []),
+    ("rgb-k100-depth8-zlib", 20, 17, 3, 100, layout.ZLIB, []),
+    ("rgb-k256-depth8-bzip2", 32, 16, 3, 256, layout.BZIP2, []),
+    ("rgba-k17-depth8-xz", 15, 9, 4, 17, layout.XZ, []),
+    ("rgba-k5-depth4-stored-ancillary", 6, 2, 4, 5, layout.STORED, [(b"zzZz", b"ignored")]),
+]
+
+
+def expected_png(indices: np.ndarray, pal: np.ndarray, channels: int) -> Image.Image:
+    if channels == 1:
+        return Image.fromarray(pal[indices][:, :, 0], "L")
+    if channels == 2:
+        return Image.fromarray(pal[indices], "LA")
+    return Image.fromarray(pal[indices], "RGB" if channels == 3 else "RGBA")
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    lines = ["| fixture | size | colour model | k | bit depth | compression |", "|---|---|---|---|---|---|"]
+    for name, w, h, channels, k, compression, ancillary in VARIANTS:
+        header = layout.Header(w, h, channels, k, layout.bit_depth_for(k), compression=compression)
+        indices, pal = plane(w, h, k), palette(k, channels)
+        data = layout.build(header, pal.tobytes(), codec.encode(indices, header), ancillary)
+        (OUT / f"{name}.kmc").write_bytes(data)
+        expected_png(indices, pal, channels).save(OUT / f"{name}.png")
+        lines.append(
+            f"| `{name}` | {w}x{h} | {layout.CHANNEL_NAMES[channels]} | {k} | "
+            f"{header.bit_depth} | {layout.COMPRESSION_NAMES[compression]} |"
+        )
+    readme = OUT / "README.md"
+    readme.write_text(
+        "# Golden files\n\nMade by `python scripts/make_fixtures.py`; do not edit by hand. "
+        "Each `.kmc` must decode to the pixels of the `.png` beside it "
+        "(`tests/test_fixtures.py`). A format change that alters these files must keep "
+        "the old ones decoding: add new fixtures, never rewrite old ones silently.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The index stream: packing, compression methods, bounded decompression."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pil_kmc import codec, layout
+from pil_kmc.layout import FormatError, Header
+
+
+@st.composite
+def planes(draw):
+    depth = draw(st.sampled_from(layout.BIT_DEPTHS))
+    w, h = draw(st.integers(1, 40)), draw(st.integers(1, 10))
+    seed = draw(st.integers(0, 2**32 - 1))
+    k = draw(st.integers(1, 1 << depth))
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, k, (h, w), dtype=np.uint8), depth, k
+
+
+@given(planes())
+def test_pack_rows_round_trips(plane):
+    indices, depth, _ = plane
+    h, w = indices.shape
+    packed = codec.pack_rows(indices, depth)
+    assert len(packed) == h * ((w * depth + 7) // 8)
+    assert np.array_equal(codec.unpack_rows(packed, w, h, depth), indices)
+
+
+def test_packing_is_msb_first_and_rows_are_padded():
+    plane = np.array([[1, 0, 1], [0, 1, 1]], dtype=np.uint8)
+    assert codec.pack_rows(plane, 1) == bytes([0b10100000, 0b01100000])
+    assert codec.pack_rows(np.array([[3, 1]], np.uint8), 2) == bytes([0b11010000])
+
+
+@given(planes(), st.sampled_from(list(layout.COMPRESSION_NAMES)))
+def test_encode_decode_round_trips(plane, compression):
+    indices, depth, k = plane
+    h, w = indices.shape
+    header = Header(w, h, 3, k, depth, compression=compression)
+    assert np.array_equal(codec.decode(codec.encode(indices, header), header), indices)
+
+
+def header(**kw):
+    return Header(**{"width": 4, "height": 4, "channels": 3, "k": 5, "bit_depth": 8, **kw})
+
+
+@pytest.mark.parametrize("method", list(layout.COMPRESSION_NAMES))
+def test_stream_longer_than_declared_is_refused(method):
+    big = codec.compress(bytes(17), method)
+    with pytest.raises(FormatError, match="more data"):
+        codec.decode(big, header(compression=method))
+
+
+@pytest.mark.parametrize("method", list(layout.COMPRESSION_NAMES))
+def test_stream_shorter_than_declared_is_refused(method):
+    short = codec.compress(bytes(15), method)
+    with pytest.raises(FormatError, match="truncated"):
+        codec.decode(short, header(compression=method))
+
+
+@pytest.mark.parametrize("method", [layout.ZLIB, layout.XZ, layout.BZIP2])
+def test_truncated_stream_is_refused_or_partially_decoded(method):
+    stream = codec.compress(bytes(range(5)) * 3 + b"\0", method)[:-3]
+    with pytest.raises(FormatError):
+        codec.decode(stream, header(compression=method))
+    partial = codec.decode(stream, header(compression=method), partial=True)
+    assert partial.shape == (4, 4)
+
+
+def test_bomb_expands_only_to_the_bound():
+    bomb = zlib.compress(bytes(200_000_000), 9)  # 200 MB of zeros in ~200 kB
+    with pytest.raises(FormatError, match="more data"):
+        codec.decode(bomb, header(compression=layout.ZLIB))
+
+
+def test_bytes_after_the_compressed_stream_are_refused():
+    stream = codec.compress(bytes(16), layout.ZLIB) + b"junk"
+    with pytest.raises(FormatError, match="more data"):
+        codec.decode(stream, header(compression=layout.ZLIB))
+
+
+@pytest.mark.parametrize("method", [layout.ZLIB, layout.XZ, layout.BZIP2])
+def test_corrupt_stream_is_a_format_error(method):
+    with pytest.raises(FormatError, match="corrupt"):
+        codec.decode(b"\xff" * 64, header(compression=method))
+
+
+def test_index_at_or_above_k_is_refused():
+    stream = codec.compress(bytes([0] * 15 + [5]), layout.STORED)
+    with pytest.raises(FormatError, match="at or above k=5"):
+        codec.decode(stream, header(compression=layout.STORED))

@@ -1,0 +1,163 @@
+"""The original project's .npz layout: reading safely, writing exactly, converting."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image, UnidentifiedImageError
+
+import pil_kmc  # noqa: F401
+from pil_kmc import npz
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def valid(h=3, w=4, c=3, k=5) -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "array1": rng.integers(0, k, (h * w, 1), dtype=np.uint8),
+        "array2": rng.integers(0, 256, (k, c), dtype=np.uint8),
+        "array3": np.array([h, w, c], dtype=np.int64),
+    }
+
+
+def original_decoder(data: bytes) -> np.ndarray:
+    z = np.load(io.BytesIO(data), allow_pickle=False)
+    return z["array2"][z["array1"][:, 0]].reshape(z["array3"])
+
+
+def test_the_original_file_opens_with_its_reconstruction(seed_dir):
+    with Image.open(seed_dir / "compressed.npz") as im:
+        assert (im.format, im.mode, im.size) == ("KMCNPZ", "P", (512, 512))
+        got = np.asarray(im.convert("RGB"))
+    assert np.array_equal(got, np.asarray(Image.open(seed_dir / "PNG_reconstruction.png")))
+
+
+def test_saving_npz_writes_the_original_layout(seed_dir, tmp_path):
+    photo = Image.open(seed_dir / "PNG_reconstruction.png")
+    photo.save(tmp_path / "x.npz", clusters=100)
+    data = (tmp_path / "x.npz").read_bytes()
+    z = np.load(io.BytesIO(data), allow_pickle=False)
+    assert sorted(z.files) == ["array1", "array2", "array3"]
+    assert (z["array1"].dtype, z["array1"].shape) == (np.uint8, (512 * 512, 1))
+    assert (z["array2"].dtype, z["array2"].shape) == (np.uint8, (100, 3))
+    assert (z["array3"].dtype, z["array3"].tolist()) == (np.int64, [512, 512, 3])
+    assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    assert np.array_equal(original_decoder(data), np.asarray(photo))
+
+
+def test_original_npz_to_kmc_and_back_is_identical(seed_dir, tmp_path):
+    npz.npz_to_kmc(seed_dir / "compressed.npz", tmp_path / "x.kmc")
+    npz.kmc_to_npz(tmp_path / "x.kmc", tmp_path / "y.npz")
+    a, b = np.load(seed_dir / "compressed.npz"), np.load(tmp_path / "y.npz")
+    for key in ("array1", "array2", "array3"):
+        assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key])
+
+
+@given(st.integers(1, 4), st.integers(1, 256), st.integers(1, 20), st.integers(1, 20), st.integers(0, 2**32 - 1))
+def test_npz_kmc_npz_is_lossless(c, k, h, w, seed):
+    rng = np.random.default_rng(seed)
+    arrays = npz.Arrays(
+        rng.integers(0, k, (h, w), dtype=np.uint8), rng.integers(0, 256, (k, c), dtype=np.uint8)
+    )
+    first = io.BytesIO()
+    npz.write(first, arrays)
+    first.seek(0)
+    kmc, second = io.BytesIO(), io.BytesIO()
+    npz.npz_to_kmc(first, kmc)
+    kmc.seek(0)
+    npz.kmc_to_npz(kmc, second)
+    second.seek(0)
+    back = npz.read(second)
+    assert np.array_equal(back.indices, arrays.indices) and np.array_equal(back.palette, arrays.palette)
+    kmc.seek(0)
+    assert np.array_equal(np.asarray(Image.open(kmc).convert("RGBA" if c == 4 else {1: "L", 2: "LA", 3: "RGB"}[c])).reshape(h, w, c), npz.decode(arrays))
+
+
+def test_pickled_objects_are_refused_never_unpickled():
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('unpickled!')",))
+
+    arrays = valid()
+    arrays["array2"] = np.array([Boom()], dtype=object)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # savez pickles object arrays
+    with pytest.raises(OSError, match="refusing to unpickle"):
+        npz.read(io.BytesIO(buffer.getvalue()))
+    with pytest.raises(OSError, match="refusing to unpickle"):
+        Image.open(io.BytesIO(buffer.getvalue()))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda a: a.update(array1=a["array1"].astype(np.int16)), "array1 has dtype int16"),
+        (lambda a: a.update(array2=a["array2"].astype(np.float32)), "array2 has dtype float32"),
+        (lambda a: a.update(array3=np.array([3, 4], np.int64)), "array3 must be 3 integers"),
+        (lambda a: a.update(array3=np.array([3, 5, 3], np.int64)), "array1 has shape"),
+        (lambda a: a.update(array3=np.array([0, 4, 3], np.int64)), "invalid image shape"),
+        (lambda a: a.update(array3=np.array([3, 4, 5], np.int64)), "invalid channel count"),
+        (lambda a: a.update(array2=np.zeros((5, 4), np.uint8)), "array2 must have shape"),
+        (lambda a: a.update(array2=np.zeros((0, 3), np.uint8)), "array2 must have shape"),
+        (lambda a: a.update(array2=np.zeros((3, 3), np.uint8)), "at or above k=3"),
+    ],
+)
+def test_broken_layouts_get_clear_errors(edit, message):
+    arrays = valid()
+    edit(arrays)
+    data = npz_bytes(**arrays)
+    with pytest.raises(OSError, match=message):
+        npz.read(io.BytesIO(data))
+    with pytest.raises(OSError, match=message):
+        Image.open(io.BytesIO(data)).load()
+
+
+def test_missing_or_extra_members_are_not_this_layout():
+    arrays = valid()
+    del arrays["array3"]
+    with pytest.raises(npz.NotNpzLayout):
+        npz.read(io.BytesIO(npz_bytes(**arrays)))
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(npz_bytes(**arrays)))
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(npz_bytes(**valid(), extra=np.zeros(1))))
+
+
+def test_other_zip_files_are_not_mistaken_for_it():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("document.xml", "<x/>")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def test_zip_bomb_member_is_read_only_to_its_declared_size():
+    arrays = valid()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (12, 1)}
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("array1.npy", header.getvalue() + bytes(100_000_000))
+        for key in ("array2", "array3"):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, arrays[key])
+            zf.writestr(f"{key}.npy", member.getvalue())
+    with pytest.raises(OSError, match="expected 12"):
+        npz.read(io.BytesIO(buffer.getvalue()))
+
+
+def test_converting_a_non_kmc_file_is_a_value_error():
+    with pytest.raises(ValueError, match="not a .kmc file"):
+        npz.kmc_to_npz(io.BytesIO(b"not a kmc file at all"), io.BytesIO())

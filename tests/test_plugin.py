@@ -1,0 +1,204 @@
+"""The Pillow plugin: registration, open, load, save, modes and options."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from PIL import Image, ImageFile
+
+import pil_kmc  # noqa: F401  (registers the formats)
+
+from .strategies import colours_of, images
+
+OPENED_MODE = {1: "L", 2: "LA", 3: "P", 4: "P"}
+
+
+def save(im: Image.Image, **params) -> bytes:
+    buffer = io.BytesIO()
+    im.save(buffer, "KMC", **params)
+    return buffer.getvalue()
+
+
+def reopen(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+def distinct(a: np.ndarray) -> int:
+    return len(np.unique(a.reshape(-1, a.shape[2]), axis=0))
+
+
+def test_format_is_registered():
+    assert Image.registered_extensions()[".kmc"] == "KMC"
+    assert Image.MIME["KMC"] == "image/x-kmc"
+    assert "KMC" in Image.SAVE and "KMC" in Image.OPEN
+
+
+def test_import_does_not_load_numpy_or_scipy():
+    code = "import sys, pil_kmc; print('numpy' in sys.modules, 'scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_open_and_decode_need_no_scipy(tmp_path):
+    path = tmp_path / "x.kmc"
+    Image.new("RGB", (4, 4), "red").save(path)
+    code = f"import sys, pil_kmc; from PIL import Image; Image.open({str(path)!r}).load(); print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_save_and_open_by_path(tmp_path):
+    path = tmp_path / "photo.kmc"
+    Image.new("RGB", (5, 3), (1, 2, 3)).save(path, clusters=16)
+    with Image.open(path) as im:
+        assert (im.format, im.mode, im.size) == ("KMC", "P", (5, 3))
+        assert im.convert("RGB").getpixel((4, 2)) == (1, 2, 3)
+
+
+def test_open_is_lazy():
+    data = save(Image.new("L", (8, 8), 7))
+    broken = data[: data.index(b"KIDX") + 6]  # header intact, index data cut
+    im = Image.open(io.BytesIO(broken))
+    assert (im.mode, im.size) == ("L", (8, 8))
+    with pytest.raises(OSError, match="truncated"):
+        im.load()
+
+
+@given(images(max_colours=24), st.data())
+def test_at_most_k_colours_come_back_identical(im, data):
+    want = colours_of(im)
+    n = distinct(want)
+    k = data.draw(st.integers(n, 256))
+    out = reopen(save(im, clusters=k))
+    assert out.mode == OPENED_MODE[want.shape[2]]
+    assert np.array_equal(colours_of(out), want)
+
+
+@given(images(), st.integers(1, 256))
+def test_any_image_decodes_to_at_most_k_colours_and_resaves_losslessly(im, k):
+    once = reopen(save(im, clusters=k))
+    first = colours_of(once)
+    assert distinct(first) <= k
+    twice = reopen(save(once, clusters=k))
+    assert np.array_equal(colours_of(twice), first)
+
+
+@given(images(modes=("P",)))
+def test_palette_images_are_lossless_by_default(im):
+    assert np.array_equal(colours_of(reopen(save(im))), colours_of(im))
+
+
+@given(images(), st.integers(1, 256), st.integers(0, 3))
+def test_same_input_same_bytes(im, k, seed):
+    assert save(im, clusters=k, seed=seed) == save(im.copy(), clusters=k, seed=seed)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 37), (37, 1)])
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "RGB", "RGBA", "P", "PA"])
+def test_thin_images_round_trip(size, mode):
+    rng = np.random.default_rng(0)
+    im = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).convert(mode)
+    out = reopen(save(im))
+    assert out.size == size
+    assert np.array_equal(colours_of(out), colours_of(im))
+
+
+def test_rgba_opens_as_p_with_rgba_palette_and_converts():
+    a = np.zeros((2, 2, 4), np.uint8)
+    a[0, 0] = (255, 0, 0, 128)
+    a[1, 1] = (0, 255, 0, 255)
+    a[0, 1] = (9, 9, 9, 0)  # transparent: colour dropped
+    out = reopen(save(Image.fromarray(a, "RGBA")))
+    assert out.mode == "P" and out.palette.mode == "RGBA"
+    expected = a.copy()
+    expected[0, 1] = 0
+    assert np.array_equal(np.asarray(out.convert("RGBA")), expected)
+    png = io.BytesIO()
+    out.save(png, "PNG")
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGBA")), expected)
+
+
+def test_mode_1_opens_as_l():
+    im = Image.new("1", (9, 2), 1)
+    out = reopen(save(im))
+    assert out.mode == "L" and out.getpixel((0, 0)) == 255
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "YCbCr", "HSV", "LAB", "RGBX"])
+def test_other_colour_modes_are_converted_to_rgb(mode):
+    im = Image.new("RGB", (3, 3), (10, 120, 240)).convert(mode)
+    out = reopen(save(im))
+    assert out.mode == "P"
+    assert out.convert("RGB").getpixel((1, 1)) == im.convert("RGB").getpixel((1, 1))
+
+
+@pytest.mark.parametrize("mode", ["I", "F", "I;16"])
+def test_high_bit_depth_modes_are_refused_by_name(mode):
+    with pytest.raises(ValueError, match=f"cannot save mode {mode}"):
+        save(Image.new(mode, (2, 2)))
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"clusters": 0}, "clusters must be from 1 to 256"),
+        ({"clusters": -3}, "clusters must be from 1 to 256"),
+        ({"clusters": 257}, "clusters must be from 1 to 256"),
+        ({"clusters": 2.5}, "clusters must be an integer"),
+        ({"clusters": "16"}, "clusters must be an integer"),
+        ({"clusters": True}, "clusters must be an integer"),
+        ({"seed": -1}, "seed"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": -1}, "tol"),
+        ({"compression": "gzip"}, "compression must be one of"),
+        ({"cluster": 16}, "did you mean 'clusters'"),
+    ],
+)
+def test_bad_arguments_raise_value_error_and_leave_no_file(tmp_path, params, message):
+    path = tmp_path / "out.kmc"
+    with pytest.raises(ValueError, match=message):
+        Image.new("RGB", (2, 2)).save(path, **params)
+    assert not path.exists()
+
+
+def test_other_formats_options_are_ignored():
+    assert save(Image.new("RGB", (2, 2)), dpi=(72, 72)) == save(Image.new("RGB", (2, 2)))
+
+
+def test_empty_image_is_refused():
+    with pytest.raises(ValueError, match="empty"):
+        save(Image.new("RGB", (0, 3)))
+
+
+@pytest.mark.parametrize("compression", ["stored", "zlib", "xz", "bzip2"])
+def test_every_compression_method_round_trips(compression):
+    im = Image.radial_gradient("L").resize((40, 30))
+    data = save(im, compression=compression)
+    assert np.array_equal(np.asarray(reopen(data)), np.asarray(im))
+
+
+def test_truncated_file_loads_partially_when_allowed(monkeypatch):
+    im = Image.linear_gradient("L")
+    data = save(im, compression="stored")
+    cut = data[: data.index(b"KIDX") + 4 + 256 * 100]  # the first 100 rows
+    with pytest.raises(OSError):
+        reopen(cut)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    out = np.asarray(reopen(cut))
+    assert np.array_equal(out[:100], np.asarray(im)[:100])
+    assert (out[100:] == out[100, 0]).all()  # the rest is palette entry 0
+
+
+def test_clusters_reduce_a_photo_like_image():
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    out = reopen(save(Image.fromarray(a), clusters=16))
+    assert len(out.getcolors(256)) <= 16

@@ -1,0 +1,66 @@
+"""Pixels to palette and indices."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pil_kmc import quantize
+
+from .strategies import arrays
+
+
+def distinct(a: np.ndarray) -> int:
+    return len(np.unique(a.reshape(-1, a.shape[2]), axis=0))
+
+
+def rebuild(q: quantize.Quantized) -> np.ndarray:
+    return q.palette[q.indices]
+
+
+@given(st.integers(1, 4).flatmap(lambda c: arrays(c, max_colours=40)))
+def test_few_colours_are_kept_exactly(a):
+    q = quantize.quantize(a, 256)
+    assert np.array_equal(rebuild(q), a)
+    assert q.k == distinct(a)
+
+
+@given(st.integers(1, 4).flatmap(lambda c: arrays(c)), st.integers(1, 256))
+def test_result_has_at_most_k_colours_and_is_stable(a, k):
+    q = quantize.quantize(a, k)
+    assert q.k <= k and q.indices.max() < q.k
+    assert len(np.unique(q.palette, axis=0)) == q.k  # no unused or duplicate entries
+    again = quantize.quantize(rebuild(q), k)
+    assert np.array_equal(rebuild(again), rebuild(q))
+
+
+def test_keys_round_trip_to_colours():
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    keys = quantize.pixel_keys(a)
+    assert np.array_equal(quantize.key_colours(keys, 4), a.reshape(-1, 4))
+
+
+def test_transparent_pixels_keep_their_own_entry():
+    rng = np.random.default_rng(0)
+    a = rng.integers(1, 256, (30, 30, 4), dtype=np.uint8)
+    a[:10] = 0  # fully transparent rows (colour already zeroed)
+    q = quantize.quantize(a, 8)
+    assert q.k == 8
+    transparent = q.indices[:10]
+    assert len(np.unique(transparent)) == 1
+    assert q.palette[transparent[0, 0]].tolist() == [0, 0, 0, 0]
+    assert (q.palette[q.indices[10:]][..., 3] > 0).all()
+
+
+def test_palette_is_ordered_by_brightness():
+    a = np.array([[[250, 250, 250], [0, 0, 0], [128, 128, 128]]], np.uint8)
+    q = quantize.quantize(a, 3)
+    assert q.palette[:, 0].tolist() == [0, 128, 250]
+    assert q.indices.tolist() == [[2, 0, 1]]
+
+
+def test_quantize_is_deterministic():
+    a = np.random.default_rng(4).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    one, two = quantize.quantize(a, 16, seed=3), quantize.quantize(a, 16, seed=3)
+    assert np.array_equal(one.palette, two.palette) and np.array_equal(one.indices, two.indices)
