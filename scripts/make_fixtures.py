@@ -63,7 +63,10 @@ def expected_png(indices: np.ndarray, pal: np.ndarray, channels: int) -> Image.I
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    lines = ["| fixture | size | colour model | k | bit depth | compression |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| fixture | size | colour model | k | bit depth | compression |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, w, h, channels, k, compression, ancillary in VARIANTS:
         header = layout.Header(w, h, channels, k, layout.bit_depth_for(k), compression=compression)
         indices, pal = plane(w, h, k), palette(k, channels)

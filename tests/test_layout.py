@@ -87,7 +87,8 @@ def test_invalid_header_fields_are_rejected(fields, message):
 
 
 def test_bit_depth_is_the_smallest_that_fits():
-    assert [layout.bit_depth_for(k) for k in (1, 2, 3, 4, 5, 16, 17, 256)] == [1, 1, 2, 2, 4, 4, 8, 8]
+    ks = (1, 2, 3, 4, 5, 16, 17, 256)
+    assert [layout.bit_depth_for(k) for k in ks] == [1, 1, 2, 2, 4, 4, 8, 8]
 
 
 def test_reader_returns_header_palette_and_stream():
@@ -120,7 +121,8 @@ def test_crc_mismatch_is_detected():
 
 def test_unknown_ancillary_chunks_are_skipped_and_critical_ones_refused():
     chunks = chunks_of(a_file())
-    extra = rebuild(chunks[:1] + [(b"zzZz", b"anything")] + chunks[1:3] + [(b"qqQq", b"")] + chunks[3:])
+    ancillary, late = [(b"zzZz", b"anything")], [(b"qqQq", b"")]
+    extra = rebuild(chunks[:1] + ancillary + chunks[1:3] + late + chunks[3:])
     head, stream = read_all(extra)
     assert head.ancillary == [(b"zzZz", b"anything")] and stream == b"stream"
     critical = rebuild(chunks[:1] + [(b"ZZzz", b"")] + chunks[1:])

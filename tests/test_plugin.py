@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
@@ -50,7 +50,10 @@ def test_import_does_not_load_numpy_or_scipy():
 def test_open_and_decode_need_no_scipy(tmp_path):
     path = tmp_path / "x.kmc"
     Image.new("RGB", (4, 4), "red").save(path)
-    code = f"import sys, pil_kmc; from PIL import Image; Image.open({str(path)!r}).load(); print('scipy' in sys.modules)"
+    code = (
+        "import sys, pil_kmc; from PIL import Image; "
+        f"Image.open({str(path)!r}).load(); print('scipy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
