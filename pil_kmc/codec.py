@@ -19,7 +19,7 @@ from . import layout
 from .layout import FormatError, Header
 
 # xz without an integrity check: every chunk already carries a CRC-32.
-_XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6}]
+_XZ_PRESETS = {False: 6, True: 9 | lzma.PRESET_EXTREME}
 
 
 def pack_rows(indices: np.ndarray, bit_depth: int) -> bytes:
@@ -48,16 +48,19 @@ def unpack_rows(data: bytes, width: int, height: int, bit_depth: int) -> np.ndar
     return fields.reshape(height, -1)[:, :width].astype(np.uint8)
 
 
-def compress(data: bytes, method: int) -> bytes:
-    """Compress the packed index plane with a layout compression method."""
+def compress(data: bytes, method: int, *, extreme: bool = False) -> bytes:
+    """Compress the packed index plane with a layout compression method.
+
+    ``extreme`` trades encoding time for size where the method has such a
+    setting (xz's ``PRESET_EXTREME``); decoders do not need to know.
+    """
     if method == layout.STORED:
         return data
     if method == layout.ZLIB:
         return zlib.compress(data, 9)
     if method == layout.XZ:
-        return lzma.compress(
-            data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=_XZ_FILTERS
-        )
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": _XZ_PRESETS[extreme]}]
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters)
     if method == layout.BZIP2:
         return bz2.compress(data, 9)
     raise ValueError(f"unknown compression method {method}")
@@ -102,11 +105,28 @@ def decompress(data: bytes, method: int, size: int, *, partial: bool = False) ->
     return out
 
 
-def encode(indices: np.ndarray, header: Header) -> bytes:
+def encode(indices: np.ndarray, header: Header, *, extreme: bool = False) -> bytes:
     """The index stream (KIDX data) for an index plane, as ``header`` describes it."""
     if indices.shape != (header.height, header.width):
         raise ValueError("index plane shape does not match the header")
-    return compress(pack_rows(indices, header.bit_depth), header.compression)
+    return compress(pack_rows(indices, header.bit_depth), header.compression, extreme=extreme)
+
+
+def smallest(
+    indices: np.ndarray, header: Header, candidates: tuple[tuple[int, bool], ...]
+) -> tuple[int, bytes]:
+    """Try each (method, extreme) candidate; the method and stream of the smallest.
+
+    Ties go to the earlier candidate, so the choice is deterministic.
+    """
+    packed = pack_rows(indices, header.bit_depth)
+    best: tuple[int, bytes] | None = None
+    for method, extreme in candidates:
+        stream = compress(packed, method, extreme=extreme)
+        if best is None or len(stream) < len(best[1]):
+            best = (method, stream)
+    assert best is not None
+    return best
 
 
 def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarray:

@@ -6,6 +6,7 @@ a bad argument raises :class:`ValueError` before a byte is written.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import numbers
 from collections.abc import Mapping
@@ -19,7 +20,9 @@ from . import layout
 DEFAULT_CLUSTERS = 256
 
 _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items()}
-DEFAULT_COMPRESSION = "zlib"
+DEFAULT_COMPRESSION = "xz"
+# With optimize=True, each (method, extreme) is tried and the smallest stream kept.
+_OPTIMIZE_CANDIDATES = ((layout.XZ, False), (layout.XZ, True), (layout.BZIP2, False))
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class SaveOptions:
     max_iter: int = 50
     tol: float = 0.05
     compression: str = DEFAULT_COMPRESSION
+    optimize: bool = False
 
 
 _OPTION_NAMES = tuple(SaveOptions.__dataclass_fields__)
@@ -70,7 +74,12 @@ def save_options(params: Mapping[str, Any]) -> SaveOptions:
         raise ValueError(
             f"compression must be one of {', '.join(map(repr, _COMPRESSIONS))}, not {compression!r}"
         )
-    return SaveOptions(clusters, seed, max_iter, float(tol), compression)
+    optimize = params.get("optimize", options.optimize)
+    if not isinstance(optimize, bool):
+        raise ValueError(f"optimize must be True or False, not {optimize!r}")
+    if optimize and "compression" in params:
+        raise ValueError("optimize=True chooses the compression itself; give one or the other")
+    return SaveOptions(clusters, seed, max_iter, float(tol), compression, optimize)
 
 
 def quantize_image(im: Image.Image, options: SaveOptions):
@@ -99,5 +108,9 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         bit_depth=layout.bit_depth_for(result.k),
         compression=_COMPRESSIONS[options.compression],
     )
-    stream = codec.encode(result.indices, header)
+    if options.optimize:
+        method, stream = codec.smallest(result.indices, header, _OPTIMIZE_CANDIDATES)
+        header = dataclasses.replace(header, compression=method)
+    else:
+        stream = codec.encode(result.indices, header)
     return layout.build(header, result.palette.tobytes(), stream)

@@ -15,9 +15,11 @@ every cell whose colours all fall in one cluster. So the clustering runs:
 each stage starting from the previous stage's centroids and stopping when no
 centroid moves more than ``tol`` colour levels. The finest stage, the
 costliest, gets a tenth of the iterations. Assignment uses
-:func:`scipy.cluster.vq.vq` (as does the final, exact assignment of every
-distinct colour to the rounded palette); centroid updates are weighted sums
-with :func:`numpy.bincount`.
+:func:`scipy.cluster.vq.vq` (a k-d tree over the centroids from 32 clusters
+on, which is exact too and faster), as does the final, exact assignment of
+every distinct colour to the rounded palette; centroid updates are weighted
+sums with :func:`numpy.bincount`. k-means++ seeds on the coarsest stage that
+has at least 16 points per cluster.
 
 An empty cluster is re-seeded at the point that contributes most to the
 weighted squared error (its weight times its squared distance to its
@@ -37,7 +39,9 @@ DEFAULT_MAX_ITER = 100
 DEFAULT_TOL = 0.02
 #: Over-relaxation factor of Lloyd's update (1 is plain Lloyd).
 RELAXATION = 1.6
-# The coarse grid has at most this many cells, which bounds seeding cost.
+_SEED_POINTS_PER_CLUSTER = 16
+_KDTREE_FROM = 32
+# The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
 
 
@@ -79,12 +83,13 @@ def kmeans_plusplus(
     the one that lowers the weighted error most is kept.
     """
     points = points.astype(np.float64)
+    norms = (points**2).sum(axis=1)
     trials = 2 + int(math.log(k))
     centres = np.empty((k, points.shape[1]), dtype=np.float64)
     cumulative = np.cumsum(weights)
     first = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
     centres[0] = points[min(first, len(points) - 1)]
-    nearest = ((points - centres[0]) ** 2).sum(axis=1)
+    nearest = np.maximum(norms - 2 * points @ centres[0] + norms[first], 0)
     for i in range(1, k):
         cumulative = np.cumsum(weights * nearest)
         if cumulative[-1] <= 0:  # every point already sits on a centre
@@ -92,11 +97,12 @@ def kmeans_plusplus(
             break
         draws = np.searchsorted(cumulative, rng.random(trials) * cumulative[-1], side="right")
         draws = np.minimum(draws, len(points) - 1)
-        candidate = ((points[None, :, :] - points[draws][:, None, :]) ** 2).sum(axis=2)
+        # Squared distances to each drawn candidate, as |x|^2 - 2 x.c + |c|^2.
+        candidate = norms[draws][:, None] - 2 * (points[draws] @ points.T) + norms[None, :]
         candidate = np.minimum(candidate, nearest[None, :])
         best = int(np.argmin(candidate @ weights))
         centres[i] = points[draws[best]]
-        nearest = candidate[best]
+        nearest = np.maximum(candidate[best], 0)
     return centres.astype(np.float32)
 
 
@@ -120,7 +126,7 @@ def lloyd(
     centroids = centroids.astype(np.float32)
     weighted = [weights * points[:, c] for c in range(channels)]
     for _ in range(max_iter):
-        labels, dist = vq(points, centroids, check_finite=False)
+        labels, dist = _assign(points, centroids)
         mass = np.bincount(labels, weights=weights, minlength=k)
         means = np.empty((k, channels), dtype=np.float64)
         for c in range(channels):
@@ -136,6 +142,21 @@ def lloyd(
         if shift <= tol:
             break
     return centroids
+
+
+def _assign(points: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid and its distance for every point (exact).
+
+    :func:`scipy.cluster.vq.vq` compares every point with every centroid;
+    from a few dozen centroids on, a k-d tree over the centroids answers the
+    same question faster, on every core.
+    """
+    if len(centroids) < _KDTREE_FROM:
+        return vq(points, centroids, check_finite=False)
+    from scipy.spatial import cKDTree
+
+    dist, labels = cKDTree(centroids).query(points, workers=-1)
+    return labels, dist
 
 
 def _reseed(
@@ -165,8 +186,13 @@ def cluster(
     if len(stages[-1][0]) <= k:
         stages.append((colours.astype(np.float32), weights))
     rng = np.random.default_rng(seed)
-    # Seed on the coarsest stage that has more points than clusters.
-    seed_points, seed_weights = next((p, w) for p, w in stages if len(p) > k)
+    # Seeding on cells much coarser than the clusters places centres poorly
+    # (about 0.5 dB at k = 256 on photographs): seed on the coarsest stage
+    # with at least _SEED_POINTS_PER_CLUSTER points per cluster.
+    seed_points, seed_weights = next(
+        ((p, w) for p, w in stages if len(p) >= _SEED_POINTS_PER_CLUSTER * k), stages[-1]
+    )
+    stages = stages[next(i for i, (p, _) in enumerate(stages) if p is seed_points) :]
     centroids = kmeans_plusplus(seed_points, seed_weights, k, rng)
     for i, (points, w) in enumerate(stages):
         last = i == len(stages) - 1 and len(stages) > 1

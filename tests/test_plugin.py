@@ -205,3 +205,24 @@ def test_clusters_reduce_a_photo_like_image():
     a = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     out = reopen(save(Image.fromarray(a), clusters=16))
     assert len(out.getcolors(256)) <= 16
+
+
+def test_optimize_is_never_larger_than_the_default_and_decodes_the_same():
+    rng = np.random.default_rng(8)
+    im = Image.fromarray(rng.integers(0, 4, (50, 60, 3), dtype=np.uint8) * 60)
+    default, optimized = save(im, clusters=16), save(im, clusters=16, optimize=True)
+    assert len(optimized) <= len(default)
+    assert np.array_equal(np.asarray(reopen(optimized)), np.asarray(reopen(default)))
+    assert save(im, clusters=16, optimize=True) == optimized
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"optimize": 1}, "optimize must be True or False"),
+        ({"optimize": True, "compression": "zlib"}, "one or the other"),
+    ],
+)
+def test_optimize_arguments_are_checked(params, message):
+    with pytest.raises(ValueError, match=message):
+        save(Image.new("RGB", (2, 2)), **params)
