@@ -83,7 +83,8 @@ t = time.perf_counter()
 r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 wall = time.perf_counter() - t
 rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"wall": wall, "rss_mb": rss, "rc": r.returncode, "err": r.stderr.decode()[-300:]}))
+err = r.stderr.decode()[-300:]
+print(json.dumps({"wall": wall, "rss_mb": rss, "rc": r.returncode, "err": err}))
 """
 
 
@@ -91,10 +92,21 @@ def corpus(quick: bool, big: bool) -> list[tuple[str, Image.Image]]:
     """Real photographs and graphics bundled with scikit-image, plus a 9.4 MP resample."""
     import skimage.data as data
 
-    names = ["astronaut", "coffee"] if quick else [
-        "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-        "camera", "moon", "logo",
-    ]
+    names = (
+        ["astronaut", "coffee"]
+        if quick
+        else [
+            "astronaut",
+            "coffee",
+            "chelsea",
+            "rocket",
+            "hubble_deep_field",
+            "immunohistochemistry",
+            "camera",
+            "moon",
+            "logo",
+        ]
+    )
     images = []
     for name in names:
         a = getattr(data, name)()
@@ -115,8 +127,6 @@ def run(cmd: list[str]) -> dict:
 
 def load_as(path: Path, mode: str) -> np.ndarray:
     with Image.open(path) as im:
-        if path.suffix == ".npz":
-            pass
         return np.asarray(im.convert(mode), dtype=np.float64)
 
 
@@ -133,26 +143,35 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, data_range=255, channel_axis=2))
 
 
-def encoders(ks_ok_for_original: bool) -> dict[str, dict]:
+def encoders() -> dict[str, dict]:
     """Name -> how to run it; 'missing' says why it cannot run here."""
     pngquant = shutil.which("pngquant")
     has_sklearn = _importable("sklearn")
     table = {
         "pil_kmc": {"cmd": [PY, "-c", PIL_KMC.format(extra="")], "ext": ".kmc"},
         "pil_kmc optimize": {
-            "cmd": [PY, "-c", PIL_KMC.format(extra=", optimize=True")], "ext": ".kmc"
+            "cmd": [PY, "-c", PIL_KMC.format(extra=", optimize=True")],
+            "ext": ".kmc",
         },
-        "pngquant --speed 1": {"cmd": [pngquant, "--nofs", "--speed", "1", "--force", "--output"],
-                               "ext": ".png", "pngquant": True},
-        "pngquant --speed 4": {"cmd": [pngquant, "--nofs", "--speed", "4", "--force", "--output"],
-                               "ext": ".png", "pngquant": True},
+        "pngquant --speed 1": {
+            "cmd": [pngquant, "--nofs", "--speed", "1", "--force", "--output"],
+            "ext": ".png",
+            "pngquant": True,
+        },
+        "pngquant --speed 4": {
+            "cmd": [pngquant, "--nofs", "--speed", "4", "--force", "--output"],
+            "ext": ".png",
+            "pngquant": True,
+        },
         "Pillow median cut": {
-            "cmd": [PY, "-c", PILLOW_QUANTIZE.format(method="MEDIANCUT", kmeans=0)], "ext": ".png"
+            "cmd": [PY, "-c", PILLOW_QUANTIZE.format(method="MEDIANCUT", kmeans=0)],
+            "ext": ".png",
         },
         "Pillow median cut + kmeans": {
-            "cmd": [PY, "-c", PILLOW_QUANTIZE.format(method="MEDIANCUT", kmeans=10)], "ext": ".png"
+            "cmd": [PY, "-c", PILLOW_QUANTIZE.format(method="MEDIANCUT", kmeans=10)],
+            "ext": ".png",
         },
-        "scikit-learn KMeans": {"cmd": [PY, "-c", SKLEARN], "ext": ".png"},
+        "scikit-learn KMeans": {"cmd": [PY, "-c", SKLEARN], "ext": ".png", "small_only": True},
         "original (.npz)": {"cmd": [PY, "-c", ORIGINAL], "ext": ".npz", "rgb_only": True},
     }
     if not pngquant:
@@ -200,6 +219,9 @@ def bench_image(name, im, ks, table, workdir, original_max_pixels, rows):
             if spec.get("rgb_only") and (mode != "RGB" or pixels > original_max_pixels):
                 row["missing"] = "not run (RGB only; its per-pixel loop takes minutes at 9 MP)"
                 continue
+            if spec.get("small_only") and pixels > original_max_pixels:
+                row["missing"] = "not run at 9 MP (minutes per k); see the small images"
+                continue
             dst = workdir / f"out-{len(rows)}{spec['ext']}"
             m = run(command(spec, src, dst, k))
             if m["rc"] != 0 or not dst.exists():
@@ -207,8 +229,11 @@ def bench_image(name, im, ks, table, workdir, original_max_pixels, rows):
                 continue
             out = load_as(dst, mode)
             row.update(
-                seconds=m["wall"], rss_mb=m["rss_mb"], bytes=dst.stat().st_size,
-                psnr=psnr(ref, out), ssim=ssim(ref, out),
+                seconds=m["wall"],
+                rss_mb=m["rss_mb"],
+                bytes=dst.stat().st_size,
+                psnr=psnr(ref, out),
+                ssim=ssim(ref, out),
             )
             row["bpp"] = 8 * row["bytes"] / pixels
             if enc == "pil_kmc":
@@ -269,11 +294,15 @@ def startup_times() -> dict:
 
 def growth(workdir: Path) -> dict:
     """In-process encode times: 4x the pixels, and 16x the clusters."""
-    import pil_kmc  # noqa: F401
     import skimage.data as data
 
+    import pil_kmc  # noqa: F401
+
     base = Image.fromarray(data.astronaut())
-    small, large = base.resize((1024, 1024), Image.LANCZOS), base.resize((2048, 2048), Image.LANCZOS)
+    small, large = (
+        base.resize((1024, 1024), Image.LANCZOS),
+        base.resize((2048, 2048), Image.LANCZOS),
+    )
 
     def t(im, k):
         return _best_of(lambda: im.save(io.BytesIO(), "KMC", clusters=k), 2)
@@ -296,7 +325,9 @@ def fmt(v, spec):
 def report(rows, ks, starts, grow) -> str:
     lines = []
     encs = list(dict.fromkeys(r["encoder"] for r in rows))
-    lines.append("### Medians over the corpus (whole process: start-up, imports, file in, file out)\n")
+    lines.append(
+        "### Medians over the corpus (whole process: start-up, imports, file in, file out)\n"
+    )
     lines.append("| k | encoder | PSNR dB | SSIM | bits/pixel | encode s | peak MB |")
     lines.append("|---|---|---|---|---|---|---|")
     for k in ks:
@@ -335,8 +366,15 @@ def report(rows, ks, starts, grow) -> str:
         if r["encoder"] != "pil_kmc" or "missing" in r:
             continue
         opt = next(
-            (o for o in rows if o["encoder"] == "pil_kmc optimize" and o["image"] == r["image"]
-             and o["k"] == r["k"] and "bytes" in o), None,
+            (
+                o
+                for o in rows
+                if o["encoder"] == "pil_kmc optimize"
+                and o["image"] == r["image"]
+                and o["k"] == r["k"]
+                and "bytes" in o
+            ),
+            None,
         )
         ob = opt["bytes"] if opt else None
         lines.append(
@@ -389,7 +427,7 @@ def main() -> None:
     args = parser.parse_args()
     ks = args.k or ([16, 256] if args.quick else [16, 64, 256])
     OUT.mkdir(parents=True, exist_ok=True)
-    table = encoders(True)
+    table = encoders()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, im in corpus(args.quick, big=not (args.quick or args.no_big)):

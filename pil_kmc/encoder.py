@@ -15,14 +15,26 @@ from typing import Any
 
 from PIL import Image
 
-from . import layout
+from . import layout, metadata
 
 DEFAULT_CLUSTERS = 256
-
+COLORSPACES = ("rgb", "oklab")
 _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items()}
 DEFAULT_COMPRESSION = "xz"
 # With optimize=True, each (method, extreme) is tried and the smallest stream kept.
 _OPTIMIZE_CANDIDATES = ((layout.XZ, False), (layout.XZ, True), (layout.BZIP2, False))
+_METADATA_KEYS = ("icc_profile", "exif", "xmp", "dpi", "text")
+
+
+class QualityNotReached(ValueError):
+    """Even the largest allowed palette does not reach the minimum ``quality``."""
+
+    def __init__(self, psnr: float, minimum: float, clusters: int) -> None:
+        super().__init__(
+            f"quality not reached: {clusters} clusters give {psnr:.2f} dB PSNR, "
+            f"below the minimum of {minimum:g} dB"
+        )
+        self.psnr = psnr
 
 
 @dataclass(frozen=True)
@@ -30,14 +42,18 @@ class SaveOptions:
     """Validated save parameters; see the README's table for their meaning."""
 
     clusters: int = DEFAULT_CLUSTERS
+    quality: tuple[float, float] | None = None
     seed: int = 0
-    max_iter: int = 50
-    tol: float = 0.05
+    max_iter: int = 100  # as pil_kmc.kmeans.DEFAULT_MAX_ITER (not imported: it needs scipy)
+    tol: float = 0.02  # as pil_kmc.kmeans.DEFAULT_TOL
+    colorspace: str = "rgb"
+    dither: bool = False
     compression: str = DEFAULT_COMPRESSION
     optimize: bool = False
+    chunks: tuple[tuple[bytes, bytes], ...] = ()
 
 
-_OPTION_NAMES = tuple(SaveOptions.__dataclass_fields__)
+_OPTION_NAMES = tuple(f for f in SaveOptions.__dataclass_fields__ if f != "chunks")
 
 
 def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -50,48 +66,104 @@ def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
     return value
 
 
-def save_options(params: Mapping[str, Any]) -> SaveOptions:
-    """Validate Pillow ``encoderinfo`` into :class:`SaveOptions`.
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _quality(value: Any) -> tuple[float, float] | None:
+    """``(min, max)`` PSNR in dB; a single number ``n`` means ``(0, n)``, as in pngquant."""
+    if value is None:
+        return None
+    pair = (0, value) if _number(value) else value
+    try:
+        low, high = pair
+    except (TypeError, ValueError):
+        raise ValueError(f"quality must be (min, max) PSNR in dB, not {value!r}") from None
+    if not (_number(low) and _number(high) and 0 <= low <= high <= 100):
+        raise ValueError(f"quality must be (min, max) with 0 <= min <= max <= 100, not {value!r}")
+    return float(low), float(high)
+
+
+def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> SaveOptions:
+    """Validate Pillow ``encoderinfo`` (and metadata from ``info``) into :class:`SaveOptions`.
 
     Unknown keys are ignored, as Pillow's plugins ignore other formats'
     options, except near-misses of ours (``cluster=16``), which are surely
     typos and raise :class:`ValueError`.
     """
+    known = _OPTION_NAMES + _METADATA_KEYS
     for key in params:
-        if key not in _OPTION_NAMES:
-            close = difflib.get_close_matches(str(key), _OPTION_NAMES, n=1, cutoff=0.75)
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
             if close:
                 raise ValueError(f"unknown KMC save option {key!r}; did you mean {close[0]!r}?")
-    options = SaveOptions()
-    clusters = _integer("clusters", params.get("clusters", options.clusters), 1, 256)
-    seed = _integer("seed", params.get("seed", options.seed), 0, 2**64 - 1)
-    max_iter = _integer("max_iter", params.get("max_iter", options.max_iter), 1, 10_000)
-    tol = params.get("tol", options.tol)
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not 0 <= tol < 256:
+    d = SaveOptions()
+    tol = params.get("tol", d.tol)
+    if not _number(tol) or not 0 <= tol < 256:
         raise ValueError(f"tol must be a number from 0 to 255, not {tol!r}")
-    compression = params.get("compression", options.compression)
+    compression = params.get("compression", d.compression)
     if compression not in _COMPRESSIONS:
-        raise ValueError(
-            f"compression must be one of {', '.join(map(repr, _COMPRESSIONS))}, not {compression!r}"
-        )
-    optimize = params.get("optimize", options.optimize)
-    if not isinstance(optimize, bool):
-        raise ValueError(f"optimize must be True or False, not {optimize!r}")
+        names = ", ".join(map(repr, _COMPRESSIONS))
+        raise ValueError(f"compression must be one of {names}, not {compression!r}")
+    colorspace = params.get("colorspace", d.colorspace)
+    if colorspace not in COLORSPACES:
+        raise ValueError(f"colorspace must be 'rgb' or 'oklab', not {colorspace!r}")
+    optimize = _flag("optimize", params.get("optimize", d.optimize))
     if optimize and "compression" in params:
         raise ValueError("optimize=True chooses the compression itself; give one or the other")
-    return SaveOptions(clusters, seed, max_iter, float(tol), compression, optimize)
+    return SaveOptions(
+        clusters=_integer("clusters", params.get("clusters", d.clusters), 1, 256),
+        quality=_quality(params.get("quality")),
+        seed=_integer("seed", params.get("seed", d.seed), 0, 2**64 - 1),
+        max_iter=_integer("max_iter", params.get("max_iter", d.max_iter), 1, 10_000),
+        tol=float(tol),
+        colorspace=colorspace,
+        dither=_flag("dither", params.get("dither", d.dither)),
+        compression=compression,
+        optimize=optimize,
+        chunks=tuple(metadata.to_chunks(params, info or {})),
+    )
 
 
 def quantize_image(im: Image.Image, options: SaveOptions):
-    """Palette and index plane of ``im`` (a :class:`~pil_kmc.quantize.Quantized`), and C."""
+    """Palette and index plane of ``im`` (a :class:`~pil_kmc.quantize.Quantized`), and C.
+
+    With ``options.quality``, the smallest k that reaches its maximum PSNR
+    (at most ``options.clusters``); :class:`QualityNotReached` if even
+    ``options.clusters`` stays below its minimum.
+    """
     from . import pixels, quantize  # numpy and scipy only when saving
 
     if im.width == 0 or im.height == 0:
         raise ValueError("cannot save an empty image as KMC")
     array, channels = pixels.to_array(im)
-    result = quantize.quantize(
-        array, options.clusters, seed=options.seed, max_iter=options.max_iter, tol=options.tol
-    )
+    if options.dither and channels not in (layout.GRAY, layout.RGB):
+        raise ValueError("dither is supported for images without alpha (L, RGB and P)")
+
+    def run(k: int):
+        return quantize.quantize(
+            array,
+            k,
+            seed=options.seed,
+            max_iter=options.max_iter,
+            tol=options.tol,
+            colorspace=options.colorspace,
+            dither=options.dither,
+        )
+
+    if options.quality is None:
+        return run(options.clusters), channels
+    low, high = options.quality
+    result = quantize.smallest_reaching(run, array, high, options.clusters)
+    achieved = quantize.psnr(array, result)
+    if achieved < low:
+        raise QualityNotReached(achieved, low, result.k)
     return result, channels
 
 
@@ -113,4 +185,4 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         header = dataclasses.replace(header, compression=method)
     else:
         stream = codec.encode(result.indices, header)
-    return layout.build(header, result.palette.tobytes(), stream)
+    return layout.build(header, result.palette.tobytes(), stream, list(options.chunks))

@@ -54,22 +54,24 @@ def colour_histogram(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def grid_cells(
-    colours: np.ndarray, weights: np.ndarray, bits: int
+    colours: np.ndarray, weights: np.ndarray, bits: int, values: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Collapse weighted colours onto a grid of ``bits`` bits per channel.
 
-    Returns the weighted mean colour of every occupied cell and the cell's
-    total weight.
+    Returns the weighted mean of every occupied cell (of ``values``, the
+    colours in the clustering space, by default the colours themselves) and
+    the cell's total weight.
     """
+    values = colours if values is None else values
     channels = colours.shape[1]
     cell = np.zeros(len(colours), dtype=np.int64)
     for c in range(channels):
         cell = (cell << bits) | (colours[:, c] >> (8 - bits))
     ids, labels = np.unique(cell, return_inverse=True)
     total = np.bincount(labels, weights=weights, minlength=len(ids))
-    means = np.empty((len(ids), channels), dtype=np.float64)
-    for c in range(channels):
-        means[:, c] = np.bincount(labels, weights=weights * colours[:, c], minlength=len(ids))
+    means = np.empty((len(ids), values.shape[1]), dtype=np.float64)
+    for c in range(values.shape[1]):
+        means[:, c] = np.bincount(labels, weights=weights * values[:, c], minlength=len(ids))
     return (means / total[:, None]).astype(np.float32), total
 
 
@@ -134,7 +136,6 @@ def lloyd(
         empty = mass == 0
         means[~empty] /= mass[~empty, None]
         updated = centroids + RELAXATION * (means - centroids)
-        np.clip(updated, 0, 255, out=updated)
         if empty.any():
             _reseed(updated, empty, points, weights * dist.astype(np.float64) ** 2)
         shift = float(np.abs(updated - centroids).max())
@@ -176,15 +177,19 @@ def cluster(
     seed: int = 0,
     max_iter: int = DEFAULT_MAX_ITER,
     tol: float = DEFAULT_TOL,
+    values: np.ndarray | None = None,
 ) -> np.ndarray:
     """k float centroids for distinct ``colours`` (M, C) occurring ``counts`` times.
 
-    Deterministic for a given ``seed``. ``len(colours)`` must exceed ``k``.
+    ``values`` are the colours in the space to cluster in (default: the
+    colours themselves); the centroids are in that space. Deterministic for
+    a given ``seed``. ``len(colours)`` must exceed ``k``.
     """
     weights = counts.astype(np.float64)
-    stages = list(_stages(colours, weights))
+    values = colours.astype(np.float32) if values is None else values
+    stages = list(_stages(colours, weights, values))
     if len(stages[-1][0]) <= k:
-        stages.append((colours.astype(np.float32), weights))
+        stages.append((values, weights))
     rng = np.random.default_rng(seed)
     # Seeding on cells much coarser than the clusters places centres poorly
     # (about 0.5 dB at k = 256 on photographs): seed on the coarsest stage
@@ -201,7 +206,7 @@ def cluster(
     return centroids
 
 
-def _stages(colours: np.ndarray, weights: np.ndarray):
+def _stages(colours: np.ndarray, weights: np.ndarray, values: np.ndarray):
     """Coarse-to-fine point sets: grids of b, b+2 and b+3 bits per channel.
 
     A grid that would not shrink the colours at least by half is replaced by
@@ -212,13 +217,13 @@ def _stages(colours: np.ndarray, weights: np.ndarray):
     for bits in (coarse, coarse + 2, coarse + 3):
         if bits >= 8:
             break
-        points, w = grid_cells(colours, weights, bits)
+        points, w = grid_cells(colours, weights, bits, values)
         if 2 * len(points) > len(colours):
             break
         yield points, w
     else:
         return
-    yield colours.astype(np.float32), weights
+    yield values, weights
 
 
 def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:

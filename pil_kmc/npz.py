@@ -17,9 +17,11 @@ Conversions to and from ``.kmc`` keep the palette and indices as they are.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import IO
 
@@ -102,7 +104,7 @@ def _read_data(stream, shape, fortran, dtype, name: str) -> np.ndarray:
 def _open_zip(fp: IO[bytes]) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(fp)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (*_ZIP_ERRORS, OSError) as e:
         raise NotNpzLayout(f"not a zip archive ({e})") from None
     names = sorted(zf.namelist())
     if names != sorted(MEMBERS):
@@ -136,19 +138,43 @@ def _header(zf: zipfile.ZipFile) -> Layout:
     return Layout(h, w, c, np.ascontiguousarray(palette))
 
 
+# What zipfile and its decompressors raise for damaged members.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
+
+
+@contextlib.contextmanager
+def _members_of(fp: IO[bytes]):
+    """The archive, with zipfile's own errors turned into ``OSError``."""
+    with _open_zip(fp) as zf:
+        try:
+            yield zf
+        except OSError:
+            raise
+        except _ZIP_ERRORS as e:
+            raise OSError(f"corrupt .npz archive: {e}") from None
+
+
 def read_header(fp: IO[bytes]) -> Layout:
     """Shape and palette of an ``.npz`` file, without reading its indices.
 
     Raises :class:`NotNpzLayout` if the file is not this layout at all and
     :class:`OSError` if it is a broken one.
     """
-    with _open_zip(fp) as zf:
+    with _members_of(fp) as zf:
         return _header(zf)
 
 
 def read(fp: IO[bytes]) -> Arrays:
     """All arrays of an ``.npz`` file in the original layout, validated."""
-    with _open_zip(fp) as zf:
+    with _members_of(fp) as zf:
         head = _header(zf)
         stream, shape, fortran, dtype = _member(zf, "array1.npy")
         _check_dtype(dtype, "u1", "array1")

@@ -12,7 +12,7 @@ from typing import IO
 
 from PIL import Image, ImageFile, ImagePalette
 
-from . import encoder, layout
+from . import encoder, layout, metadata
 
 FORMAT = "KMC"
 MIME = "image/x-kmc"
@@ -36,6 +36,7 @@ class KmcImageFile(ImageFile.ImageFile):
         self._mode = _opened_mode(header.channels)
         if self._mode == "P":
             self.palette = _palette(header.channels, head.palette)
+        self.info.update(metadata.from_chunks(head.ancillary))
         self.tile = [
             ImageFile._Tile(FORMAT, (0, 0, *self._size), head.index_offset, (header, head.palette))
         ]
@@ -84,8 +85,19 @@ class KmcDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    options = encoder.save_options(im.encoderinfo)
+    options = encoder.save_options(im.encoderinfo, im.info)
     fp.write(encoder.encode(im, options))
+
+
+def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """A .kmc file holds one image: refuse several frames rather than drop them."""
+    frames = getattr(im, "n_frames", 1) + len(im.encoderinfo.get("append_images", []))
+    if frames > 1:
+        raise ValueError(
+            f"KMC holds a single image, not {frames} frames; save each frame "
+            "separately (im.seek(i)), or save_all=False for the first frame only"
+        )
+    _save(im, fp, filename)
 
 
 def _accept_npz(prefix: bytes) -> bool:
@@ -139,6 +151,7 @@ def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 Image.register_open(FORMAT, KmcImageFile, _accept)
 Image.register_decoder(FORMAT, KmcDecoder)
 Image.register_save(FORMAT, _save)
+Image.register_save_all(FORMAT, _save_all)
 Image.register_extension(FORMAT, EXTENSION)
 Image.register_mime(FORMAT, MIME)
 

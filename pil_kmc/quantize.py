@@ -53,13 +53,18 @@ def quantize(
     seed: int = 0,
     max_iter: int = kmeans.DEFAULT_MAX_ITER,
     tol: float = kmeans.DEFAULT_TOL,
+    colorspace: str = "rgb",
+    dither: bool = False,
 ) -> Quantized:
     """Reduce a (h, w, C) uint8 image to at most ``clusters`` colours.
 
     Images with no more distinct colours than ``clusters`` come back exactly.
     With an alpha channel (C = 2 or 4), fully transparent pixels must already
     have all channels zero (:mod:`pil_kmc.pixels` does that); they then keep
-    one exact palette entry of their own.
+    one exact palette entry of their own. ``colorspace="oklab"`` clusters
+    and assigns colours (C = 3 or 4) in Oklab, a perceptually uniform space;
+    ``dither`` spreads each pixel's error to its neighbours (Floyd-Steinberg,
+    C = 1 or 3 only).
     """
     h, w, channels = pixels.shape
     keys = pixel_keys(pixels)
@@ -67,15 +72,20 @@ def quantize(
     colours = key_colours(unique, channels)
     if len(unique) <= clusters:
         palette, labels = colours, np.arange(len(unique))
+        dither = False  # every colour is exact: there is no error to diffuse
     else:
-        palette, labels = _cluster(colours, counts, clusters, channels, seed, max_iter, tol)
+        space = colorspace if channels >= 3 else "rgb"
+        palette, labels = _cluster(colours, counts, clusters, channels, seed, max_iter, tol, space)
     order = palette_order(palette, labels, counts)
     rank = np.empty(len(palette), dtype=np.uint8)
     rank[order] = np.arange(len(order), dtype=np.uint8)
-    return Quantized(palette[order], _lookup(keys, unique, rank[labels], channels).reshape(h, w))
+    palette = palette[order]
+    if dither:
+        return Quantized(palette, dithered(pixels, palette))
+    return Quantized(palette, _lookup(keys, unique, rank[labels], channels).reshape(h, w))
 
 
-def _cluster(colours, counts, clusters, channels, seed, max_iter, tol):
+def _cluster(colours, counts, clusters, channels, seed, max_iter, tol, colorspace):
     """Palette (uint8) and the label of every distinct colour, by k-means."""
     has_alpha = channels in (2, 4)
     transparent = has_alpha and clusters > 1 and not colours[0].any()
@@ -83,11 +93,13 @@ def _cluster(colours, counts, clusters, channels, seed, max_iter, tol):
         visible, visible_counts, clusters = colours[1:], counts[1:], clusters - 1
     else:
         visible, visible_counts = colours, counts
+    to_space, from_space = _SPACES[colorspace]
+    values = to_space(visible)
     centroids = kmeans.cluster(
-        visible, visible_counts, clusters, seed=seed, max_iter=max_iter, tol=tol
+        visible, visible_counts, clusters, seed=seed, max_iter=max_iter, tol=tol, values=values
     )
-    palette = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
-    labels = kmeans.nearest(visible, palette)
+    palette = from_space(centroids)
+    labels = kmeans.nearest(values, to_space(palette))
     if transparent:
         palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
         labels = np.r_[0, labels + 1]
@@ -109,6 +121,98 @@ def palette_order(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray) -
     keys = [p[:, c] for c in reversed(range(channels))] + [luma, alpha]
     order = np.lexsort(keys)
     return order[used[order]]
+
+
+def psnr(pixels: np.ndarray, result: Quantized) -> float:
+    """PSNR in dB of the quantized image against ``pixels`` (inf if identical)."""
+    diff = pixels.astype(np.float64) - result.palette[result.indices]
+    mse = float(np.mean(diff * diff))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def smallest_reaching(run, pixels: np.ndarray, target: float, most: int) -> Quantized:
+    """The result of ``run(k)`` for the smallest k <= ``most`` whose PSNR reaches ``target``.
+
+    If even ``most`` does not reach it, ``run(most)``. Binary search: PSNR
+    grows with k (a larger palette can always do at least as well).
+    """
+    results = {most: run(most)}
+    if psnr(pixels, results[most]) < target:
+        return results[most]
+    low, high = 1, most  # high always reaches the target
+    while low < high:
+        mid = (low + high) // 2
+        results[mid] = run(mid)
+        if psnr(pixels, results[mid]) >= target:
+            high = mid
+        else:
+            low = mid + 1
+    return results[high]
+
+
+def dithered(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Floyd-Steinberg indices of (h, w, 1 or 3) ``pixels`` into ``palette`` (Pillow's C code)."""
+    from PIL import Image
+
+    h, w, channels = pixels.shape
+    rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels
+    entries = np.repeat(palette, 3, axis=1) if channels == 1 else palette
+    # Pad to 256 entries with copies of entry 0, so that no stray black is chosen.
+    padded = np.vstack([entries, np.repeat(entries[:1], 256 - len(entries), axis=0)])
+    target = Image.new("P", (1, 1))
+    target.putpalette(padded.tobytes())
+    out = Image.fromarray(np.ascontiguousarray(rgb), "RGB").quantize(
+        palette=target, dither=Image.Dither.FLOYDSTEINBERG
+    )
+    indices = np.asarray(out, dtype=np.uint8).copy()
+    indices[indices >= len(palette)] = 0  # a copy of entry 0
+    return indices
+
+
+# sRGB <-> Oklab (Björn Ottosson, 2020), scaled by 255 so that tolerances in
+# "colour levels" keep their size. Alpha, if present, passes through.
+_M1 = np.array(
+    [
+        [0.4122214708, 0.5363325363, 0.0514459929],
+        [0.2119034982, 0.6806995451, 0.1073969566],
+        [0.0883024619, 0.2817188376, 0.6299787005],
+    ]
+)
+_M2 = np.array(
+    [
+        [0.2104542553, 0.7936177850, -0.0040720468],
+        [1.9779984951, -2.4285922050, 0.4505937099],
+        [0.0259040371, 0.7827717662, -0.8086757660],
+    ]
+)
+
+
+def to_oklab(colours: np.ndarray) -> np.ndarray:
+    """(M, 3 or 4) uint8 sRGB(A) -> float32 Oklab(A) times 255."""
+    c = colours[:, :3].astype(np.float64) / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lab = np.cbrt(linear @ _M1.T) @ _M2.T * 255
+    return np.hstack([lab, colours[:, 3:].astype(np.float64)]).astype(np.float32)
+
+
+def from_oklab(values: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_oklab`, rounded and clipped to uint8."""
+    lms = (values[:, :3].astype(np.float64) / 255) @ np.linalg.inv(_M2).T
+    linear = np.clip((lms**3) @ np.linalg.inv(_M1).T, 0, 1)
+    c = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    out = np.hstack([c * 255, values[:, 3:]])
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _rgb_values(colours: np.ndarray) -> np.ndarray:
+    return colours.astype(np.float32)
+
+
+def _rgb_palette(centroids: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
+
+
+_SPACES = {"rgb": (_rgb_values, _rgb_palette), "oklab": (to_oklab, from_oklab)}
 
 
 def _lookup(keys: np.ndarray, unique: np.ndarray, labels: np.ndarray, channels: int) -> np.ndarray:

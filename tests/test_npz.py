@@ -171,3 +171,13 @@ def test_zip_bomb_member_is_read_only_to_its_declared_size():
 def test_converting_a_non_kmc_file_is_a_value_error():
     with pytest.raises(ValueError, match="not a .kmc file"):
         npz.kmc_to_npz(io.BytesIO(b"not a kmc file at all"), io.BytesIO())
+
+
+def test_damaged_member_is_an_os_error():
+    data = bytearray(npz_bytes(**valid(h=20, w=20)))
+    start = data.index(b"array1.npy") + 10 + 60  # inside array1's compressed data
+    data[start] ^= 0xFF
+    with pytest.raises(OSError):
+        npz.read(io.BytesIO(bytes(data)))
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(bytes(data))).load()

@@ -173,7 +173,8 @@ def test_bad_arguments_raise_value_error_and_leave_no_file(tmp_path, params, mes
 
 
 def test_other_formats_options_are_ignored():
-    assert save(Image.new("RGB", (2, 2)), dpi=(72, 72)) == save(Image.new("RGB", (2, 2)))
+    plain = save(Image.new("RGB", (2, 2)))
+    assert save(Image.new("RGB", (2, 2)), progressive=True, lossless=True) == plain
 
 
 def test_empty_image_is_refused():
@@ -226,3 +227,67 @@ def test_optimize_is_never_larger_than_the_default_and_decodes_the_same():
 def test_optimize_arguments_are_checked(params, message):
     with pytest.raises(ValueError, match=message):
         save(Image.new("RGB", (2, 2)), **params)
+
+
+def test_animation_is_refused_with_a_clear_error(tmp_path):
+    frames = [Image.new("RGB", (4, 4), c) for c in ("red", "blue")]
+    with pytest.raises(ValueError, match="single image, not 2 frames"):
+        frames[0].save(tmp_path / "a.kmc", save_all=True, append_images=frames[1:])
+    assert not (tmp_path / "a.kmc").exists()
+    frames[0].save(tmp_path / "b.kmc", save_all=True)  # one frame is fine
+    assert Image.open(tmp_path / "b.kmc").size == (4, 4)
+
+
+def photo() -> Image.Image:
+    y, x = np.mgrid[0:48, 0:64]
+    a = np.stack([x * 4, y * 5, (x + y) * 2], axis=2) % 256
+    return Image.fromarray(a.astype(np.uint8))
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    d = np.asarray(a.convert("RGB"), float) - np.asarray(b.convert("RGB"), float)
+    return 10 * np.log10(255**2 / np.mean(d * d))
+
+
+def test_quality_picks_the_smallest_k_reaching_the_maximum():
+    im = photo()
+    out = reopen(save(im, quality=(20, 30)))
+    k = len(out.getcolors(256))
+    assert psnr(im, out) >= 30
+    smaller = reopen(save(im, clusters=k - 1))
+    assert psnr(im, smaller) < 30
+
+
+def test_quality_minimum_not_reached_is_a_distinct_error():
+    from pil_kmc.encoder import QualityNotReached
+
+    with pytest.raises(QualityNotReached, match="quality not reached"):
+        save(photo(), clusters=2, quality=(40, 50))
+
+
+@pytest.mark.parametrize("quality", [(50, 40), (-1, 5), "high", (1, 2, 3), (0, 101)])
+def test_bad_quality_is_a_value_error(quality):
+    with pytest.raises(ValueError, match="quality must be"):
+        save(photo(), quality=quality)
+
+
+def test_dither_changes_indices_but_not_the_palette_and_is_deterministic():
+    im = photo()
+    plain, dithered = save(im, clusters=8), save(im, clusters=8, dither=True)
+    assert plain != dithered and dithered == save(im, clusters=8, dither=True)
+    a, b = reopen(plain), reopen(dithered)
+    assert a.palette.tobytes() == b.palette.tobytes()
+
+
+def test_dither_refuses_alpha():
+    with pytest.raises(ValueError, match="dither"):
+        save(Image.new("RGBA", (3, 3)), dither=True, clusters=1)
+
+
+def test_oklab_colorspace_is_deterministic_and_different():
+    im = photo()
+    ok = save(im, clusters=16, colorspace="oklab")
+    assert ok == save(im, clusters=16, colorspace="oklab") != save(im, clusters=16)
+    assert len(reopen(ok).getcolors(256)) <= 16
+    with pytest.raises(ValueError, match="colorspace"):
+        save(im, colorspace="lab")

@@ -64,3 +64,39 @@ def test_quantize_is_deterministic():
     a = np.random.default_rng(4).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     one, two = quantize.quantize(a, 16, seed=3), quantize.quantize(a, 16, seed=3)
     assert np.array_equal(one.palette, two.palette) and np.array_equal(one.indices, two.indices)
+
+
+def test_oklab_round_trips_every_grey_and_random_colours():
+    rng = np.random.default_rng(5)
+    colours = np.vstack(
+        [
+            np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1),
+            rng.integers(0, 256, (5000, 3), dtype=np.uint8),
+        ]
+    )
+    assert np.array_equal(quantize.from_oklab(quantize.to_oklab(colours)), colours)
+    white = quantize.to_oklab(np.array([[255, 255, 255]], np.uint8))[0]
+    assert abs(white[0] - 255) < 0.01 and abs(white[1]) < 0.01 and abs(white[2]) < 0.01
+
+
+def test_dithered_uses_only_palette_entries_and_keeps_exact_colours():
+    palette = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+    a = np.full((10, 10, 3), 128, np.uint8)
+    a[0, 0] = 255
+    idx = quantize.dithered(a, palette)
+    assert set(np.unique(idx)) == {0, 1}  # grey dithers to a mix
+    assert 0.3 < idx.mean() < 0.7
+    exact = quantize.dithered(palette[np.array([[0, 1], [1, 0]])], palette)
+    assert exact.tolist() == [[0, 1], [1, 0]]
+
+
+def test_smallest_reaching_binary_search():
+    a = np.random.default_rng(6).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    result = quantize.smallest_reaching(lambda k: quantize.quantize(a, k), a, 20.0, 64)
+    assert quantize.psnr(a, result) >= 20.0
+    assert quantize.psnr(a, quantize.quantize(a, result.k - 1)) < 20.0
+
+
+def test_psnr_of_an_exact_result_is_infinite():
+    a = np.zeros((2, 2, 3), np.uint8)
+    assert quantize.psnr(a, quantize.quantize(a, 4)) == float("inf")
