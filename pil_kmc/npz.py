@@ -213,7 +213,7 @@ def _read_kmc(fp: IO[bytes]) -> Arrays:
     return Arrays(codec.decode(stream, header), palette)
 
 
-def kmc_bytes(arrays: Arrays, compression: int = layout.ZLIB) -> bytes:
+def kmc_bytes(arrays: Arrays, compression: int = layout.XZ) -> bytes:
     """A ``.kmc`` file holding exactly these palette and indices."""
     h, w, c = arrays.shape
     k = len(arrays.palette)
