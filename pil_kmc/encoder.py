@@ -6,7 +6,6 @@ a bad argument raises :class:`ValueError` before a byte is written.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import numbers
 from collections.abc import Mapping
@@ -20,9 +19,21 @@ from . import layout, metadata
 DEFAULT_CLUSTERS = 256
 COLORSPACES = ("rgb", "oklab")
 _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items()}
-DEFAULT_COMPRESSION = "xz"
-# With optimize=True, each (method, extreme) is tried and the smallest stream kept.
-_OPTIMIZE_CANDIDATES = ((layout.XZ, False), (layout.XZ, True), (layout.BZIP2, False))
+_XZ, _BZIP2 = layout.XZ, layout.BZIP2
+# Index stream candidates, as (method, bit depth or 0 for the smallest, extreme);
+# the smallest stream wins. xz compresses whole bytes better than packed
+# ones; bzip2 the reverse. bzip2 decodes at about 30 MB/s, so above
+# _BZIP2_MAX_PIXELS the default leaves it out to keep decoding fast.
+_DEFAULT_CANDIDATES = ((_XZ, 8, False), (_BZIP2, 0, False))
+_BZIP2_MAX_PIXELS = 4_000_000
+_OPTIMIZE_CANDIDATES = (
+    (_XZ, 8, False),
+    (_XZ, 0, False),
+    (_XZ, 8, True),
+    (_XZ, 0, True),
+    (_BZIP2, 0, False),
+    (_BZIP2, 8, False),
+)
 _METADATA_KEYS = ("icc_profile", "exif", "xmp", "dpi", "text")
 
 
@@ -48,7 +59,7 @@ class SaveOptions:
     tol: float = 0.02  # as pil_kmc.kmeans.DEFAULT_TOL
     colorspace: str = "rgb"
     dither: bool = False
-    compression: str = DEFAULT_COMPRESSION
+    compression: str | None = None  # None: the smallest of the default candidates
     optimize: bool = False
     chunks: tuple[tuple[bytes, bytes], ...] = ()
 
@@ -108,7 +119,7 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
     if not _number(tol) or not 0 <= tol < 256:
         raise ValueError(f"tol must be a number from 0 to 255, not {tol!r}")
     compression = params.get("compression", d.compression)
-    if compression not in _COMPRESSIONS:
+    if compression is not None and compression not in _COMPRESSIONS:
         names = ", ".join(map(repr, _COMPRESSIONS))
         raise ValueError(f"compression must be one of {names}, not {compression!r}")
     colorspace = params.get("colorspace", d.colorspace)
@@ -169,20 +180,25 @@ def quantize_image(im: Image.Image, options: SaveOptions):
 
 def encode(im: Image.Image, options: SaveOptions) -> bytes:
     """The complete ``.kmc`` file for ``im``."""
-    from . import codec
+    from . import codec, quantize
 
     result, channels = quantize_image(im, options)
-    header = layout.Header(
-        width=im.width,
-        height=im.height,
-        channels=channels,
-        k=result.k,
-        bit_depth=layout.bit_depth_for(result.k),
-        compression=_COMPRESSIONS[options.compression],
-    )
-    if options.optimize:
-        method, stream = codec.smallest(result.indices, header, _OPTIMIZE_CANDIDATES)
-        header = dataclasses.replace(header, compression=method)
+    if options.compression is not None:
+        candidates = ((_COMPRESSIONS[options.compression], 0, False),)
+    elif options.optimize:
+        candidates = _OPTIMIZE_CANDIDATES
+    elif im.width * im.height <= _BZIP2_MAX_PIXELS:
+        candidates = _DEFAULT_CANDIDATES
     else:
-        stream = codec.encode(result.indices, header)
+        candidates = _DEFAULT_CANDIDATES[:1]
+    orderings = [result]
+    if options.optimize and result.k > 2:
+        orderings.append(quantize.reorder(result, quantize.cooccurrence_order(result)))
+    best = None
+    for candidate in orderings:
+        method, depth, stream = codec.smallest(candidate.indices, candidate.k, candidates)
+        if best is None or len(stream) < len(best[3]):
+            best = (candidate, method, depth, stream)
+    result, method, depth, stream = best
+    header = layout.Header(im.width, im.height, channels, result.k, depth, compression=method)
     return layout.build(header, result.palette.tobytes(), stream, list(options.chunks))

@@ -95,3 +95,14 @@ def test_index_at_or_above_k_is_refused():
     stream = codec.compress(bytes([0] * 15 + [5]), layout.STORED)
     with pytest.raises(FormatError, match="at or above k=5"):
         codec.decode(stream, header(compression=layout.STORED))
+
+
+def test_smallest_tries_every_candidate_and_reports_its_choice():
+    plane = np.tile(np.arange(4, dtype=np.uint8), (16, 8))
+    candidates = ((layout.STORED, 8, False), (layout.STORED, 0, False), (layout.XZ, 8, False))
+    method, depth, stream = codec.smallest(plane, 4, candidates)
+    assert (method, depth) == (layout.XZ, 8)
+    header = Header(32, 16, 3, 4, depth, compression=method)
+    assert np.array_equal(codec.decode(stream, header), plane)
+    method, depth, _ = codec.smallest(plane, 4, candidates[:2])
+    assert (method, depth) == (layout.STORED, 2)  # packed rows are smaller when stored
