@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from .layout import FormatError, Header
 # context bits (lc = 4): about 2% smaller than xz's defaults on index planes.
 _XZ_PRESETS = {False: 6, True: 9 | lzma.PRESET_EXTREME}
 _XZ_OPTIONS = {"lc": 4, "lp": 0, "pb": 0}
+# For large images: a hash-chain match finder, about 2x faster for 3% more bytes.
+_XZ_FAST = {"preset": 6, "mf": lzma.MF_HC4, "nice_len": 32}
+XZ_STRIP = 6 << 20
 
 
 def pack_rows(indices: np.ndarray, bit_depth: int) -> bytes:
@@ -51,54 +56,85 @@ def unpack_rows(data: bytes, width: int, height: int, bit_depth: int) -> np.ndar
     return fields.reshape(height, -1)[:, :width].astype(np.uint8)
 
 
-def compress(data: bytes, method: int, *, extreme: bool = False) -> bytes:
+def compress(data: bytes, method: int, *, extreme: bool = False, fast: bool = False) -> bytes:
     """Compress the packed index plane with a layout compression method.
 
-    ``extreme`` trades encoding time for size where the method has such a
-    setting (xz's ``PRESET_EXTREME``); decoders do not need to know.
+    ``extreme`` trades encoding time for size, ``fast`` size for time, where
+    the method has such settings; decoders need not know which was used.
+    xz input longer than :data:`XZ_STRIP` is cut into equal strips no longer
+    than that, compressed in parallel threads (lzma releases the GIL) into concatenated
+    xz streams: the strips depend only on the data, never on the machine,
+    so the output is the same everywhere.
     """
     if method == layout.STORED:
         return data
     if method == layout.ZLIB:
         return zlib.compress(data, 9)
     if method == layout.XZ:
-        filters = [{"id": lzma.FILTER_LZMA2, "preset": _XZ_PRESETS[extreme], **_XZ_OPTIONS}]
-        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters)
+        options = _XZ_FAST if fast else {"preset": _XZ_PRESETS[extreme]}
+        filters = [{"id": lzma.FILTER_LZMA2, **options, **_XZ_OPTIONS}]
+        count = max(1, -(-len(data) // XZ_STRIP))
+        step = -(-len(data) // count)
+        strips = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
+
+        def one(strip: bytes) -> bytes:
+            return lzma.compress(
+                strip, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters
+            )
+
+        if len(strips) == 1:
+            return one(strips[0])
+        with ThreadPoolExecutor(min(len(strips), os.cpu_count() or 1)) as pool:
+            return b"".join(pool.map(one, strips))
     if method == layout.BZIP2:
         return bz2.compress(data, 9)
     raise ValueError(f"unknown compression method {method}")
+
+
+def _engine(method: int):
+    if method == layout.ZLIB:
+        return zlib.decompressobj()
+    if method == layout.XZ:
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    if method == layout.BZIP2:
+        return bz2.BZ2Decompressor()
+    raise FormatError(f"unknown compression method {method}")
 
 
 def decompress(data: bytes, method: int, size: int, *, partial: bool = False) -> bytes:
     """Decompress exactly ``size`` bytes, never producing more than ``size + 1``.
 
     Raises :class:`FormatError` if the stream is corrupt, ends early, holds
-    more than ``size`` bytes or has bytes after its end. With ``partial``,
-    a stream that ends early returns what it produced instead (for
-    ``ImageFile.LOAD_TRUNCATED_IMAGES``).
+    more than ``size`` bytes or has bytes after its end. xz data may be
+    several concatenated streams. With ``partial``, a stream that ends early
+    returns what it produced instead (for ``ImageFile.LOAD_TRUNCATED_IMAGES``).
     """
     name = layout.COMPRESSION_NAMES.get(method, str(method))
     if method == layout.STORED:
         out, finished, leftover = data[: size + 1], len(data) >= size, data[size:]
     else:
-        if method == layout.ZLIB:
-            engine = zlib.decompressobj()
-        elif method == layout.XZ:
-            engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-        elif method == layout.BZIP2:
-            engine = bz2.BZ2Decompressor()
-        else:
-            raise FormatError(f"unknown compression method {method}")
-        try:
-            out = engine.decompress(data, size + 1)
-        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
-            if partial:
-                return b""
-            raise FormatError(f"corrupt {name} index stream: {e}") from None
-        finished = engine.eof
-        leftover = engine.unused_data if finished else b""
-        if method == layout.ZLIB and not finished and engine.unconsumed_tail:
-            leftover = engine.unconsumed_tail
+        parts: list[bytes] = []
+        produced, rest = 0, data
+        while True:
+            engine = _engine(method)
+            try:
+                part = engine.decompress(rest, size + 1 - produced)
+            except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
+                if partial:
+                    return b"".join(parts)
+                raise FormatError(f"corrupt {name} index stream: {e}") from None
+            parts.append(part)
+            produced += len(part)
+            finished = engine.eof
+            leftover = engine.unused_data if finished else b""
+            if method == layout.ZLIB and not finished and engine.unconsumed_tail:
+                leftover = engine.unconsumed_tail
+            # Another xz stream may follow, as long as data is still owed.
+            if method == layout.XZ and finished and leftover and produced < size:
+                rest = leftover
+                continue
+            break
+        out = b"".join(parts)
     if len(out) > size or (finished and leftover):
         raise FormatError(f"the {name} index stream holds more data than the header declares")
     if len(out) < size or not finished:
@@ -116,7 +152,7 @@ def encode(indices: np.ndarray, header: Header, *, extreme: bool = False) -> byt
 
 
 def smallest(
-    indices: np.ndarray, k: int, candidates: tuple[tuple[int, int, bool], ...]
+    indices: np.ndarray, k: int, candidates: tuple[tuple[int, int, bool], ...], fast: bool = False
 ) -> tuple[int, int, bytes]:
     """Try each (method, bit depth, extreme) candidate; (method, depth, stream) of the smallest.
 
@@ -129,7 +165,7 @@ def smallest(
         depth = depth or layout.bit_depth_for(k)
         if depth not in packed:
             packed[depth] = pack_rows(indices, depth)
-        stream = compress(packed[depth], method, extreme=extreme)
+        stream = compress(packed[depth], method, extreme=extreme, fast=fast)
         if best is None or len(stream) < len(best[2]):
             best = (method, depth, stream)
     assert best is not None

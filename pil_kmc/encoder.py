@@ -22,10 +22,11 @@ _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items
 _XZ, _BZIP2 = layout.XZ, layout.BZIP2
 # Index stream candidates, as (method, bit depth or 0 for the smallest, extreme);
 # the smallest stream wins. xz compresses whole bytes better than packed
-# ones; bzip2 the reverse. bzip2 decodes at about 30 MB/s, so above
-# _BZIP2_MAX_PIXELS the default leaves it out to keep decoding fast.
+# ones; bzip2 the reverse. bzip2 decodes at about 30 MB/s, so above _LARGE
+# pixels the default leaves it out to keep decoding fast.
 _DEFAULT_CANDIDATES = ((_XZ, 8, False), (_BZIP2, 0, False))
-_BZIP2_MAX_PIXELS = 4_000_000
+# Above this many pixels the default uses only xz, in its fast setting.
+_LARGE = 4_000_000
 _OPTIMIZE_CANDIDATES = (
     (_XZ, 8, False),
     (_XZ, 0, False),
@@ -187,16 +188,17 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         candidates = ((_COMPRESSIONS[options.compression], 0, False),)
     elif options.optimize:
         candidates = _OPTIMIZE_CANDIDATES
-    elif im.width * im.height <= _BZIP2_MAX_PIXELS:
+    elif im.width * im.height <= _LARGE:
         candidates = _DEFAULT_CANDIDATES
     else:
         candidates = _DEFAULT_CANDIDATES[:1]
+    fast = im.width * im.height > _LARGE and not options.optimize
     orderings = [result]
     if options.optimize and result.k > 2:
         orderings.append(quantize.reorder(result, quantize.cooccurrence_order(result)))
     best = None
     for candidate in orderings:
-        method, depth, stream = codec.smallest(candidate.indices, candidate.k, candidates)
+        method, depth, stream = codec.smallest(candidate.indices, candidate.k, candidates, fast)
         if best is None or len(stream) < len(best[3]):
             best = (candidate, method, depth, stream)
     result, method, depth, stream = best

@@ -228,5 +228,5 @@ def _stages(colours: np.ndarray, weights: np.ndarray, values: np.ndarray):
 
 def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Index of the nearest palette entry for each colour (exact, Euclidean)."""
-    labels, _ = vq(colours.astype(np.float32), palette.astype(np.float32), check_finite=False)
+    labels, _ = _assign(colours.astype(np.float32), palette.astype(np.float32))
     return labels

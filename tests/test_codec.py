@@ -106,3 +106,16 @@ def test_smallest_tries_every_candidate_and_reports_its_choice():
     assert np.array_equal(codec.decode(stream, header), plane)
     method, depth, _ = codec.smallest(plane, 4, candidates[:2])
     assert (method, depth) == (layout.STORED, 2)  # packed rows are smaller when stored
+
+
+def test_long_xz_input_becomes_concatenated_streams_that_decode(monkeypatch):
+    monkeypatch.setattr(codec, "XZ_STRIP", 1000)
+    data = bytes(np.random.default_rng(9).integers(0, 4, 3500, dtype=np.uint8))
+    stream = codec.compress(data, layout.XZ)
+    assert stream.count(b"\xfd7zXZ\x00") == 4  # four equal strips, four xz streams
+    assert codec.decompress(stream, layout.XZ, len(data)) == data
+    assert codec.compress(data, layout.XZ, fast=True) != stream  # another match finder
+    with pytest.raises(FormatError, match="more data"):
+        codec.decompress(stream + codec.compress(b"x", layout.XZ), layout.XZ, len(data))
+    with pytest.raises(FormatError, match="truncated"):
+        codec.decompress(stream, layout.XZ, len(data) + 1)
