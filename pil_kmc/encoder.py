@@ -56,7 +56,7 @@ class SaveOptions:
     clusters: int = DEFAULT_CLUSTERS
     quality: tuple[float, float] | None = None
     seed: int = 0
-    max_iter: int = 100  # as pil_kmc.kmeans.DEFAULT_MAX_ITER (not imported: it needs scipy)
+    max_iter: int = 15  # as pil_kmc.kmeans.DEFAULT_MAX_ITER (not imported: it needs scipy)
     tol: float = 0.02  # as pil_kmc.kmeans.DEFAULT_TOL
     colorspace: str = "rgb"
     dither: bool = False

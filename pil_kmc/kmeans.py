@@ -14,7 +14,7 @@ every cell whose colours all fall in one cluster. So the clustering runs:
 
 each stage starting from the previous stage's centroids and stopping when no
 centroid moves more than ``tol`` colour levels. The finest stage, the
-costliest, gets a tenth of the iterations. Assignment uses
+costliest, gets an eighth of the iterations. Assignment uses
 :func:`scipy.cluster.vq.vq` (a k-d tree over the centroids from 32 clusters
 on, which is exact too and faster), as does the final, exact assignment of
 every distinct colour to the rounded palette; centroid updates are weighted
@@ -33,12 +33,12 @@ import math
 import numpy as np
 from scipy.cluster.vq import vq
 
-#: Lloyd iterations allowed at each grid stage; the finest stage gets a tenth.
-DEFAULT_MAX_ITER = 100
+#: Lloyd iterations allowed at each grid stage; the finest stage gets an eighth.
+DEFAULT_MAX_ITER = 15
 #: A stage stops when no centroid moves more than this (in 0-255 colour levels).
 DEFAULT_TOL = 0.02
 #: Over-relaxation factor of Lloyd's update (1 is plain Lloyd).
-RELAXATION = 1.6
+RELAXATION = 1.9
 _SEED_POINTS_PER_CLUSTER = 16
 _KDTREE_FROM = 32
 # The coarse grid has at most this many cells.
@@ -201,7 +201,7 @@ def cluster(
     centroids = kmeans_plusplus(seed_points, seed_weights, k, rng)
     for i, (points, w) in enumerate(stages):
         last = i == len(stages) - 1 and len(stages) > 1
-        iterations = max(1, max_iter // 10) if last else max_iter
+        iterations = -(-max_iter // 8) if last else max_iter
         centroids = lloyd(points, w, centroids, iterations, tol)
     return centroids
 

@@ -77,3 +77,10 @@ def test_nearest_is_exact():
     d = ((colours[:, None, :].astype(int) - palette[None].astype(int)) ** 2).sum(axis=2)
     got = kmeans.nearest(colours, palette)
     assert np.array_equal(d[np.arange(1000), got], d.min(axis=1))
+
+
+def test_encoder_defaults_match_the_kmeans_module():
+    from pil_kmc.encoder import SaveOptions
+
+    assert SaveOptions().max_iter == kmeans.DEFAULT_MAX_ITER
+    assert SaveOptions().tol == kmeans.DEFAULT_TOL
