@@ -50,6 +50,13 @@ def seeds() -> list[bytes]:
     b = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(b, "KMCNPZ", clusters=9)
     out.append(b.getvalue())
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    b = io.BytesIO()
+    Image.new("RGB", (5, 4), "olive").save(
+        b, "KMC", icc_profile=b"\0" * 300, exif=exif, xmp=b"<x/>", dpi=(96, 96), text={"a": "b"}
+    )
+    out.append(b.getvalue())
     return out
 
 

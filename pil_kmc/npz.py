@@ -63,11 +63,6 @@ class Layout:
     palette: np.ndarray
 
 
-def is_npz_layout(prefix: bytes) -> bool:
-    """Whether a file prefix could be a zip archive (the layout is checked on open)."""
-    return prefix.startswith(b"PK\x03\x04")
-
-
 def _member(zf: zipfile.ZipFile, name: str):
     """Open a member and parse its .npy header: (stream, shape, fortran, dtype)."""
     stream = zf.open(name)

@@ -78,12 +78,3 @@ def to_array(im: Image.Image) -> tuple[np.ndarray, int]:
             pixels[transparent] = 0
     return pixels, channels
 
-
-def opened_mode(channels: int) -> str:
-    """The Pillow mode a file of this colour model opens as."""
-    return {layout.GRAY: "L", layout.GRAY_ALPHA: "LA"}.get(channels, "P")
-
-
-def palette_mode(channels: int) -> str:
-    """The mode of the Pillow palette of a file that opens as ``P``."""
-    return "RGBA" if channels == layout.RGBA else "RGB"

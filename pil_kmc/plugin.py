@@ -101,6 +101,7 @@ def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 
 def _accept_npz(prefix: bytes) -> bool:
+    # Any zip archive; _open then checks for exactly the three arrays.
     return prefix.startswith(b"PK\x03\x04")
 
 

@@ -77,12 +77,18 @@ def quantize(
         space = colorspace if channels >= 3 else "rgb"
         palette, labels = _cluster(colours, counts, clusters, channels, seed, max_iter, tol, space)
     order = palette_order(palette, labels, counts)
-    rank = np.empty(len(palette), dtype=np.uint8)
-    rank[order] = np.arange(len(order), dtype=np.uint8)
+    rank = _rank(order, len(palette))
     palette = palette[order]
     if dither:
         return Quantized(palette, dithered(pixels, palette))
     return Quantized(palette, _lookup(keys, unique, rank[labels], channels).reshape(h, w))
+
+
+def _rank(order: np.ndarray, size: int) -> np.ndarray:
+    """The new index of each of ``size`` old palette entries (0 for those not in ``order``)."""
+    rank = np.zeros(size, dtype=np.uint8)
+    rank[order] = np.arange(len(order), dtype=np.uint8)
+    return rank
 
 
 def _cluster(colours, counts, clusters, channels, seed, max_iter, tol, colorspace):
@@ -157,9 +163,7 @@ def cooccurrence_order(result: Quantized) -> np.ndarray:
 
 def reorder(result: Quantized, order: np.ndarray) -> Quantized:
     """The same image with palette entries in ``order`` (a permutation of range(k))."""
-    rank = np.empty(result.k, dtype=np.uint8)
-    rank[order] = np.arange(result.k, dtype=np.uint8)
-    return Quantized(result.palette[order], rank[result.indices])
+    return Quantized(result.palette[order], _rank(order, result.k)[result.indices])
 
 
 def psnr(pixels: np.ndarray, result: Quantized) -> float:
