@@ -135,6 +135,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
+def ciede2000(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Mean CIEDE2000 colour difference (colour images; every 3rd pixel above 1 MP)."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    if a.ndim == 2 or a.shape[2] not in (3, 4):
+        return None
+    if a.shape[0] * a.shape[1] > 1_000_000:
+        a, b = a[::3, ::3], b[::3, ::3]
+    return float(deltaE_ciede2000(rgb2lab(a[..., :3] / 255), rgb2lab(b[..., :3] / 255)).mean())
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
@@ -151,6 +162,10 @@ def encoders() -> dict[str, dict]:
         "pil_kmc": {"cmd": [PY, "-c", PIL_KMC.format(extra="")], "ext": ".kmc"},
         "pil_kmc optimize": {
             "cmd": [PY, "-c", PIL_KMC.format(extra=", optimize=True")],
+            "ext": ".kmc",
+        },
+        "pil_kmc oklab": {
+            "cmd": [PY, "-c", PIL_KMC.format(extra=", colorspace='oklab'")],
             "ext": ".kmc",
         },
         "pngquant --speed 1": {
@@ -233,6 +248,7 @@ def bench_image(name, im, ks, table, workdir, original_max_pixels, rows):
                 rss_mb=m["rss_mb"],
                 bytes=dst.stat().st_size,
                 psnr=psnr(ref, out),
+                de2000=ciede2000(ref, out),
                 ssim=ssim(ref, out),
             )
             row["bpp"] = 8 * row["bytes"] / pixels
@@ -328,18 +344,22 @@ def report(rows, ks, starts, grow) -> str:
     lines.append(
         "### Medians over the corpus (whole process: start-up, imports, file in, file out)\n"
     )
-    lines.append("| k | encoder | PSNR dB | SSIM | bits/pixel | encode s | peak MB |")
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append(
+        "| k | encoder | PSNR dB | SSIM | mean CIEDE2000 (colour images) | bits/pixel "
+        "| encode s | peak MB |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|")
     for k in ks:
         for enc in encs:
             sel = [r for r in rows if r["k"] == k and r["encoder"] == enc and "missing" not in r]
             if not sel:
                 why = next((r["missing"] for r in rows if r["k"] == k and r["encoder"] == enc), "")
-                lines.append(f"| {k} | {enc} | {why} | | | | |")
+                lines.append(f"| {k} | {enc} | {why} | | | | | |")
                 continue
             lines.append(
                 f"| {k} | {enc} | {fmt(median(r['psnr'] for r in sel), '.2f')} | "
                 f"{fmt(median(r['ssim'] for r in sel), '.4f')} | "
+                f"{fmt(median(r['de2000'] for r in sel), '.3f')} | "
                 f"{fmt(median(r['bpp'] for r in sel), '.3f')} | "
                 f"{fmt(median(r['seconds'] for r in sel), '.2f')} | "
                 f"{fmt(median(r['rss_mb'] for r in sel), '.0f')} |"
