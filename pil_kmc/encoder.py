@@ -10,11 +10,14 @@ import difflib
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from . import layout, metadata
+
+if TYPE_CHECKING:
+    from .quantize import Quantized
 
 DEFAULT_CLUSTERS = 256
 COLORSPACES = ("rgb", "oklab")
@@ -143,7 +146,7 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
     )
 
 
-def quantize_image(im: Image.Image, options: SaveOptions):
+def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, int]:
     """Palette and index plane of ``im`` (a :class:`~pil_kmc.quantize.Quantized`), and C.
 
     With ``options.quality``, the smallest k that reaches its maximum PSNR

@@ -14,6 +14,7 @@ The pipeline, each step vectorised:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,7 +174,9 @@ def psnr(pixels: np.ndarray, result: Quantized) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def smallest_reaching(run, pixels: np.ndarray, target: float, most: int) -> Quantized:
+def smallest_reaching(
+    run: Callable[[int], Quantized], pixels: np.ndarray, target: float, most: int
+) -> Quantized:
     """The result of ``run(k)`` for the smallest k <= ``most`` whose PSNR reaches ``target``.
 
     If even ``most`` does not reach it, ``run(most)``. Binary search: PSNR

@@ -291,3 +291,12 @@ def test_oklab_colorspace_is_deterministic_and_different():
     assert len(reopen(ok).getcolors(256)) <= 16
     with pytest.raises(ValueError, match="colorspace"):
         save(im, colorspace="lab")
+
+
+def test_original_reconstruction_is_stored_losslessly_at_100_clusters(seed_dir):
+    photo = Image.open(seed_dir / "PNG_reconstruction.png")
+    for params in ({}, {"optimize": True}):
+        data = save(photo, clusters=100, **params)
+        out = reopen(data)
+        assert np.array_equal(np.asarray(out.convert("RGB")), np.asarray(photo))
+        assert len(data) < 131_903  # the original compressed.npz
