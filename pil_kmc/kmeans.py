@@ -41,6 +41,10 @@ DEFAULT_TOL = 0.02
 RELAXATION = 1.9
 _SEED_POINTS_PER_CLUSTER = 16
 _KDTREE_FROM = 32
+# Point-centroid distances a stage may always spend (a few milliseconds' worth),
+# and the size (points x clusters) up to which the exact colours get a stage.
+_CHEAP_STAGE_WORK = 5_000_000
+_EXACT_STAGE_WORK = 1_000_000
 # The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
 
@@ -67,12 +71,27 @@ def grid_cells(
     cell = np.zeros(len(colours), dtype=np.int64)
     for c in range(channels):
         cell = (cell << bits) | (colours[:, c] >> (8 - bits))
-    ids, labels = np.unique(cell, return_inverse=True)
-    total = np.bincount(labels, weights=weights, minlength=len(ids))
-    means = np.empty((len(ids), values.shape[1]), dtype=np.float64)
+    labels, count = _compact(cell, bits * channels)
+    total = np.bincount(labels, weights=weights, minlength=count)
+    means = np.empty((count, values.shape[1]), dtype=np.float64)
     for c in range(values.shape[1]):
-        means[:, c] = np.bincount(labels, weights=weights * values[:, c], minlength=len(ids))
+        means[:, c] = np.bincount(labels, weights=weights * values[:, c], minlength=count)
     return (means / total[:, None]).astype(np.float32), total
+
+
+def _compact(ids: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """Number the distinct values of ``ids`` 0, 1, ... in increasing order.
+
+    Returns each element's number and how many there are. Ids below 2**22
+    go through a presence table, which is much faster than sorting.
+    """
+    if bits > 22 or len(ids) < 1 << (bits - 6):
+        unique, labels = np.unique(ids, return_inverse=True)
+        return labels, len(unique)
+    present = np.zeros(1 << bits, dtype=bool)
+    present[ids] = True
+    number = np.cumsum(present, dtype=np.int64) - 1
+    return number[ids], int(number[-1]) + 1
 
 
 def kmeans_plusplus(
@@ -120,22 +139,29 @@ def lloyd(
     Each step moves every centroid ``RELAXATION`` times the way towards the
     weighted mean of its points; plain Lloyd (factor 1) creeps towards its
     fixed point, and overshooting it a little reaches it in fewer steps.
-    Stops after ``max_iter`` steps or when no centroid moves more than
+    Overshooting can also oscillate: from the first step that raises the
+    weighted squared error, the stage falls back to plain Lloyd, which never
+    does. Stops after ``max_iter`` steps or when no centroid moves more than
     ``tol``.
     """
     k, channels = centroids.shape
     points = points.astype(np.float32)
     centroids = centroids.astype(np.float32)
     weighted = [weights * points[:, c] for c in range(channels)]
+    relaxation, error = RELAXATION, np.inf
     for _ in range(max_iter):
         labels, dist = _assign(points, centroids)
+        new_error = float(weights @ (dist.astype(np.float64) ** 2))
+        if new_error > error:
+            relaxation = 1.0
+        error = new_error
         mass = np.bincount(labels, weights=weights, minlength=k)
         means = np.empty((k, channels), dtype=np.float64)
         for c in range(channels):
             means[:, c] = np.bincount(labels, weights=weighted[c], minlength=k)
         empty = mass == 0
         means[~empty] /= mass[~empty, None]
-        updated = centroids + RELAXATION * (means - centroids)
+        updated = centroids + relaxation * (means - centroids)
         if empty.any():
             _reseed(updated, empty, points, weights * dist.astype(np.float64) ** 2)
         shift = float(np.abs(updated - centroids).max())
@@ -188,7 +214,10 @@ def cluster(
     weights = counts.astype(np.float64)
     values = colours.astype(np.float32) if values is None else values
     stages = list(_stages(colours, weights, values))
-    if len(stages[-1][0]) <= k:
+    ends_on_grid = stages[-1][0] is not values
+    # The exact colours end the sequence when the grids cannot serve k
+    # clusters, or when clustering them is cheap anyway (graphics, gray).
+    if ends_on_grid and (len(stages[-1][0]) <= k or len(colours) * k <= _EXACT_STAGE_WORK):
         stages.append((values, weights))
     rng = np.random.default_rng(seed)
     # Seeding on cells much coarser than the clusters places centres poorly
@@ -202,6 +231,10 @@ def cluster(
     for i, (points, w) in enumerate(stages):
         last = i == len(stages) - 1 and len(stages) > 1
         iterations = -(-max_iter // 8) if last else max_iter
+        # Small stages (few colours, as in gray images and graphics) are cheap:
+        # let them run towards convergence instead of stopping at the cap.
+        affordable = _CHEAP_STAGE_WORK // (len(points) * k)
+        iterations = max(iterations, min(affordable, 20 * max_iter))
         centroids = lloyd(points, w, centroids, iterations, tol)
     return centroids
 

@@ -77,4 +77,3 @@ def to_array(im: Image.Image) -> tuple[np.ndarray, int]:
             pixels = pixels.copy()
             pixels[transparent] = 0
     return pixels, channels
-

@@ -41,8 +41,9 @@ def main() -> None:
         mse = np.mean((np.asarray(decoded, dtype=np.float64) - ref) ** 2)
         psnr = 10 * np.log10(255**2 / mse)
         panels.append(panel(decoded, f"k = {k}: {buffer.tell():,} bytes, {psnr:.1f} dB"))
-    figure = Image.new("RGB", (sum(p.width for p in panels) + 6 * (len(panels) - 1),
-                               panels[0].height), "white")
+    figure = Image.new(
+        "RGB", (sum(p.width for p in panels) + 6 * (len(panels) - 1), panels[0].height), "white"
+    )
     x = 0
     for p in panels:
         figure.paste(p, (x, 0))
