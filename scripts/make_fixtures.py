@@ -18,6 +18,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import lzma  # noqa: E402
+
 from pil_kmc import codec, layout  # noqa: E402
 
 OUT = ROOT / "fixtures"
@@ -50,7 +52,29 @@ VARIANTS = [
     ("rgb-k256-depth8-bzip2", 32, 16, 3, 256, layout.BZIP2, []),
     ("rgba-k17-depth8-xz", 15, 9, 4, 17, layout.XZ, []),
     ("rgba-k5-depth4-stored-ancillary", 6, 2, 4, 5, layout.STORED, [(b"zzZz", b"ignored")]),
+    ("rgb-k40-depth8-xz-plain", 33, 7, 3, 40, layout.XZ, []),
+    ("rgb-k9-depth4-xz-two-streams", 19, 8, 3, 9, layout.XZ, []),
+    (
+        "gray-k3-depth2-zlib-metadata",
+        5,
+        5,
+        1,
+        3,
+        layout.ZLIB,
+        [(b"pHYs", bytes.fromhex("00000ec400000ec401")), (b"tEXt", b"Title\0golden")],
+    ),
 ]
+
+
+def index_stream(name: str, indices: np.ndarray, header: layout.Header) -> bytes:
+    """The KIDX data; two variants show that any valid xz data must decode."""
+    packed = codec.pack_rows(indices, header.bit_depth)
+    if name.endswith("xz-plain"):  # xz's own defaults: preset 6, CRC64 check
+        return lzma.compress(packed)
+    if name.endswith("two-streams"):  # concatenated xz streams
+        half = len(packed) // 2
+        return lzma.compress(packed[:half]) + lzma.compress(packed[half:])
+    return codec.encode(indices, header)
 
 
 def expected_png(indices: np.ndarray, pal: np.ndarray, channels: int) -> Image.Image:
@@ -70,7 +94,7 @@ def main() -> None:
     for name, w, h, channels, k, compression, ancillary in VARIANTS:
         header = layout.Header(w, h, channels, k, layout.bit_depth_for(k), compression=compression)
         indices, pal = plane(w, h, k), palette(k, channels)
-        data = layout.build(header, pal.tobytes(), codec.encode(indices, header), ancillary)
+        data = layout.build(header, pal.tobytes(), index_stream(name, indices, header), ancillary)
         (OUT / f"{name}.kmc").write_bytes(data)
         expected_png(indices, pal, channels).save(OUT / f"{name}.png")
         lines.append(

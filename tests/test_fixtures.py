@@ -15,7 +15,7 @@ KMC_FILES = sorted(FIXTURES.glob("*.kmc"))
 
 
 def test_fixtures_exist():
-    assert len(KMC_FILES) >= 9
+    assert len(KMC_FILES) >= 12
 
 
 @pytest.mark.parametrize("path", KMC_FILES, ids=lambda p: p.stem)
@@ -25,3 +25,9 @@ def test_fixture_decodes_to_its_png(path: Path):
         expected_mode = {"L": "L", "LA": "LA", "RGB": "P", "RGBA": "P"}[png.mode]
         assert im.mode == expected_mode
         assert np.array_equal(np.asarray(im.convert(png.mode)), np.asarray(png))
+
+
+def test_metadata_fixture_opens_with_its_metadata():
+    with Image.open(FIXTURES / "gray-k3-depth2-zlib-metadata.kmc") as im:
+        assert im.info["Title"] == "golden"
+        assert [round(v) for v in im.info["dpi"]] == [96, 96]
