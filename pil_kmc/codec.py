@@ -144,11 +144,11 @@ def decompress(data: bytes, method: int, size: int, *, partial: bool = False) ->
     return out
 
 
-def encode(indices: np.ndarray, header: Header, *, extreme: bool = False) -> bytes:
+def encode(indices: np.ndarray, header: Header) -> bytes:
     """The index stream (KIDX data) for an index plane, as ``header`` describes it."""
     if indices.shape != (header.height, header.width):
         raise ValueError("index plane shape does not match the header")
-    return compress(pack_rows(indices, header.bit_depth), header.compression, extreme=extreme)
+    return compress(pack_rows(indices, header.bit_depth), header.compression)
 
 
 def smallest(
