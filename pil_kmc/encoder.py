@@ -161,10 +161,13 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
     if options.dither and channels not in (layout.GRAY, layout.RGB):
         raise ValueError("dither is supported for images without alpha (L, RGB and P)")
 
-    def run(k: int):
+    hist = quantize.histogram(array)  # shared by every k the quality search tries
+
+    def run(k: int) -> Quantized:
         return quantize.quantize(
             array,
             k,
+            hist=hist,
             seed=options.seed,
             max_iter=options.max_iter,
             tol=options.tol,

@@ -47,10 +47,26 @@ def key_colours(keys: np.ndarray, channels: int) -> np.ndarray:
     return keys.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :channels].copy()
 
 
+@dataclass(frozen=True)
+class Histogram:
+    """Every pixel's key, and the distinct keys (sorted) with their counts."""
+
+    keys: np.ndarray
+    unique: np.ndarray
+    counts: np.ndarray
+
+
+def histogram(pixels: np.ndarray) -> Histogram:
+    """The colour histogram of a (h, w, C) uint8 image."""
+    keys = pixel_keys(pixels)
+    return Histogram(keys, *kmeans.colour_histogram(keys))
+
+
 def quantize(
     pixels: np.ndarray,
     clusters: int,
     *,
+    hist: Histogram | None = None,
     seed: int = 0,
     max_iter: int = kmeans.DEFAULT_MAX_ITER,
     tol: float = kmeans.DEFAULT_TOL,
@@ -65,11 +81,12 @@ def quantize(
     one exact palette entry of their own. ``colorspace="oklab"`` clusters
     and assigns colours (C = 3 or 4) in Oklab, a perceptually uniform space;
     ``dither`` spreads each pixel's error to its neighbours (Floyd-Steinberg,
-    C = 1 or 3 only).
+    C = 1 or 3 only). ``hist``, the image's :func:`histogram`, saves
+    recomputing it when one image is quantized several times.
     """
     h, w, channels = pixels.shape
-    keys = pixel_keys(pixels)
-    unique, counts = kmeans.colour_histogram(keys)
+    hist = hist or histogram(pixels)
+    keys, unique, counts = hist.keys, hist.unique, hist.counts
     colours = key_colours(unique, channels)
     if len(unique) <= clusters:
         palette, labels = colours, np.arange(len(unique))
