@@ -101,15 +101,92 @@ def _engine(method: int):
     raise FormatError(f"unknown compression method {method}")
 
 
-def decompress(data: bytes, method: int, size: int, *, partial: bool = False) -> bytes:
+def _xz_streams(data: bytes) -> list[tuple[int, int, int]] | None:
+    """(start, end, uncompressed size) of each concatenated xz stream, or None.
+
+    Walks back from the end of ``data`` through each stream's footer and
+    index (xz file format 1.0.4, sections 2.1.2 and 4); stream padding is
+    not allowed here, as the sequential decoder does not allow it either. Any inconsistency
+    gives None, and the caller decodes sequentially, which is the authority
+    on whether the data is valid; this only finds where to split the work.
+    """
+    streams = []
+    end = len(data)
+    try:
+        while end > 0:
+            footer = data[end - 12 : end]
+            if len(footer) != 12 or footer[10:] != b"YZ":
+                return None
+            index_size = (int.from_bytes(footer[4:8], "little") + 1) * 4
+            index = data[end - 12 - index_size : end - 12]
+            if len(index) != index_size or index[0] != 0:
+                return None
+            pos, (records, pos) = 1, _vli(index, 1)
+            blocks = uncompressed = 0
+            for _ in range(records):
+                unpadded, pos = _vli(index, pos)
+                size, pos = _vli(index, pos)
+                blocks += -(-unpadded // 4) * 4
+                uncompressed += size
+            start = end - 12 - index_size - blocks - 12
+            if start < 0 or data[start : start + 6] != b"\xfd7zXZ\x00":
+                return None
+            streams.append((start, end, uncompressed))
+            end = start
+    except IndexError:
+        return None
+    return streams[::-1]
+
+
+def _vli(buffer: bytes, pos: int) -> tuple[int, int]:
+    """An xz variable-length integer at ``pos``: (value, position after it)."""
+    value = 0
+    for i in range(9):
+        byte = buffer[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise IndexError("xz integer too long")
+
+
+def _xz_parallel(data: bytes, size: int) -> bytes | None:
+    """Several xz streams decoded in parallel threads, or None to decode sequentially."""
+    streams = _xz_streams(data)
+    if not streams or len(streams) < 2 or sum(s[2] for s in streams) != size:
+        return None
+
+    def one(stream: tuple[int, int, int]) -> bytes | None:
+        start, end, expected = stream
+        engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        try:
+            out = engine.decompress(data[start:end], expected + 1)
+        except lzma.LZMAError:
+            return None
+        ok = engine.eof and not engine.unused_data and len(out) == expected
+        return out if ok else None
+
+    with ThreadPoolExecutor(min(len(streams), os.cpu_count() or 1)) as pool:
+        parts = list(pool.map(one, streams))
+    return None if any(p is None for p in parts) else b"".join(parts)
+
+
+def decompress(
+    data: bytes, method: int, size: int, *, partial: bool = False, threads: bool = True
+) -> bytes:
     """Decompress exactly ``size`` bytes, never producing more than ``size + 1``.
 
     Raises :class:`FormatError` if the stream is corrupt, ends early, holds
     more than ``size`` bytes or has bytes after its end. xz data may be
-    several concatenated streams. With ``partial``, a stream that ends early
-    returns what it produced instead (for ``ImageFile.LOAD_TRUNCATED_IMAGES``).
+    several concatenated streams, which ``threads`` decodes in parallel when
+    their boundaries can be read (with the same result as in sequence). With
+    ``partial``, a stream that ends early returns what it produced instead
+    (for ``ImageFile.LOAD_TRUNCATED_IMAGES``).
     """
     name = layout.COMPRESSION_NAMES.get(method, str(method))
+    if method == layout.XZ and threads and not partial and len(data) > XZ_STRIP // 64:
+        joined = _xz_parallel(data, size)
+        if joined is not None:
+            return joined
     if method == layout.STORED:
         out, finished, leftover = data[: size + 1], len(data) >= size, data[size:]
     else:

@@ -120,3 +120,29 @@ def test_long_xz_input_becomes_concatenated_streams_that_decode(monkeypatch):
         codec.decompress(stream + codec.compress(b"x", layout.XZ), layout.XZ, len(data))
     with pytest.raises(FormatError, match="truncated"):
         codec.decompress(stream, layout.XZ, len(data) + 1)
+
+
+def test_parallel_xz_decoding_agrees_with_sequential_on_every_byte_flip(monkeypatch):
+    monkeypatch.setattr(codec, "XZ_STRIP", 640)  # several streams, parallel path taken
+    data = bytes(np.random.default_rng(10).integers(0, 3, 2000, dtype=np.uint8))
+    stream = codec.compress(data, layout.XZ)
+    assert len(codec._xz_streams(stream)) == 4
+    assert codec.decompress(stream, layout.XZ, len(data)) == data
+
+    def outcome(blob, threads):
+        try:
+            return codec.decompress(blob, layout.XZ, len(data), threads=threads)
+        except FormatError:
+            return "error"
+
+    for i in range(0, len(stream), 3):
+        flipped = bytearray(stream)
+        flipped[i] ^= 0x10
+        assert outcome(bytes(flipped), True) == outcome(bytes(flipped), False), i
+
+
+def test_xz_stream_padding_is_refused():
+    padded = codec.compress(b"ab", layout.XZ) + bytes(4) + codec.compress(b"cd", layout.XZ)
+    assert codec._xz_streams(padded) is None
+    with pytest.raises(FormatError):
+        codec.decompress(padded, layout.XZ, 4)
