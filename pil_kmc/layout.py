@@ -164,6 +164,14 @@ def build(
     return b"".join(parts)
 
 
+class TruncatedError(FormatError):
+    """The file ended early; ``partial`` holds the bytes that were there."""
+
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
 def _read_exact(fp: IO[bytes], size: int, what: str) -> bytes:
     """Read ``size`` bytes in bounded blocks, or raise a truncation error."""
     if size <= _READ_BLOCK:
@@ -181,14 +189,6 @@ def _read_exact(fp: IO[bytes], size: int, what: str) -> bytes:
     if len(data) != size:
         raise TruncatedError(f"file is truncated in {what}", data)
     return data
-
-
-class TruncatedError(FormatError):
-    """The file ended early; ``partial`` holds the bytes that were there."""
-
-    def __init__(self, message: str, partial: bytes = b"") -> None:
-        super().__init__(message)
-        self.partial = partial
 
 
 def read_chunk(fp: IO[bytes]) -> tuple[bytes, bytes]:
