@@ -42,6 +42,7 @@ def seeds() -> list[bytes]:
         ("RGBA", 40, "bzip2"),
         ("LA", 3, "stored"),
         ("RGB", 200, "zlib"),
+        ("RGB", 30, "context"),
     ]:
         im = Image.fromarray(rng.integers(0, 256, (12, 17, 3), dtype=np.uint8)).convert(mode)
         b = io.BytesIO()

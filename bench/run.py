@@ -254,6 +254,8 @@ def bench_image(name, im, ks, table, workdir, original_max_pixels, rows):
             row["bpp"] = 8 * row["bytes"] / pixels
             if enc == "pil_kmc":
                 row.update(_pil_kmc_extras(im, dst, k))
+            if enc == "pil_kmc optimize":
+                row.update(_decode_time(dst))
             dst.unlink()
         print(f"  {name} k={k} done", file=sys.stderr, flush=True)
 
@@ -267,6 +269,26 @@ def _best_of(f, n=3) -> float:
     return best
 
 
+def _decode_time(kmc_path: Path) -> dict:
+    """Time of ``Image.open(f).convert(...)`` for a .kmc file, and its compression method."""
+    from pil_kmc import layout
+
+    data = kmc_path.read_bytes()
+    header = layout.read_head(io.BytesIO(data)).header
+    with Image.open(io.BytesIO(data)) as probe:
+        target = _target_mode(probe)
+    return {
+        "decode_seconds": _best_of(lambda: Image.open(io.BytesIO(data)).convert(target)),
+        "compression": layout.COMPRESSION_NAMES[header.compression],
+    }
+
+
+def _target_mode(im: Image.Image) -> str:
+    if im.mode in ("L", "LA"):
+        return im.mode
+    return "RGBA" if im.mode == "P" and im.palette.mode == "RGBA" else "RGB"
+
+
 def _pil_kmc_extras(im: Image.Image, kmc_path: Path, k: int) -> dict:
     """In-process encode time; PNG-8 and WebP lossless of the same pixels; decode times."""
     extras = {"inprocess_seconds": _best_of(lambda: im.save(io.BytesIO(), "KMC", clusters=k), 1)}
@@ -276,9 +298,7 @@ def _pil_kmc_extras(im: Image.Image, kmc_path: Path, k: int) -> dict:
     png, webp = io.BytesIO(), io.BytesIO()
     decoded.save(png, "PNG", optimize=True)
     decoded.save(webp, "WEBP", lossless=True, method=6, quality=100)
-    target = "RGBA" if decoded.mode == "P" and decoded.palette.mode == "RGBA" else "RGB"
-    if decoded.mode in ("L", "LA"):
-        target = decoded.mode
+    target = _target_mode(decoded)
     extras.update(
         png8_bytes=png.tell(),
         webp_bytes=webp.tell(),
@@ -378,10 +398,10 @@ def report(rows, ks, starts, grow) -> str:
     lines.append("\n### Same pixels, other containers (pil_kmc default output re-encoded)\n")
     lines.append(
         "| image | k | .kmc bytes | .kmc optimize bytes | PNG-8 bytes | WebP lossless bytes | "
-        ".kmc / PNG-8 | optimize / WebP | .kmc decode ms | PNG-8 decode ms | "
-        "in-process encode s |"
+        ".kmc / PNG-8 | optimize / WebP | .kmc decode ms | optimize decode ms (method) | "
+        "PNG-8 decode ms | in-process encode s |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["encoder"] != "pil_kmc" or "missing" in r:
             continue
@@ -397,19 +417,79 @@ def report(rows, ks, starts, grow) -> str:
             None,
         )
         ob = opt["bytes"] if opt else None
+        od = f"{1000 * opt['decode_seconds']:.1f} ({opt['compression']})" if opt else "–"
         lines.append(
             f"| {r['image']} | {r['k']} | {r['bytes']:,} | {fmt(ob, ',')} | {r['png8_bytes']:,} | "
             f"{r['webp_bytes']:,} | {r['bytes'] / r['png8_bytes']:.3f} | "
             f"{fmt(ob / r['webp_bytes'] if ob else None, '.3f')} | "
-            f"{1000 * r['decode_seconds']:.1f} | {1000 * r['png8_decode_seconds']:.1f} | "
+            f"{1000 * r['decode_seconds']:.1f} | {od} | {1000 * r['png8_decode_seconds']:.1f} | "
             f"{r['inprocess_seconds']:.2f} |"
         )
+    lines += targets(rows, ks)
     lines.append("\n### Start-up (median of 5)\n")
     lines += [f"- `{k}`: {v:.3f} s" for k, v in starts.items()]
     if grow:
         lines.append("\n### Growth of in-process encode time\n")
         lines += [f"- {k}: {v:.2f}x" for k, v in grow.items()]
     return "\n".join(lines) + "\n"
+
+
+def targets(rows, ks) -> list[str]:
+    """The issues' target figures, each a median of per-image ratios or differences."""
+
+    def get(image, k, enc):
+        return next(
+            (r for r in rows if (r["image"], r["k"], r["encoder"]) == (image, k, enc)), None
+        )
+
+    def per_image(k, f, big=None):
+        values = []
+        for r in rows:
+            if r["encoder"] != "pil_kmc" or r["k"] != k or "missing" in r:
+                continue
+            if big is not None and (r["pixels"] > 4_000_000) != big:
+                continue
+            v = f(r)
+            if v is not None:
+                values.append(v)
+        return median(values)
+
+    def vs(enc, r, op):
+        o = get(r["image"], r["k"], enc)
+        return None if o is None or "missing" in o else op(r, o)
+
+    lines = ["\n### Targets (medians of per-image figures)\n"]
+    lines.append(
+        "| k | PSNR − pngquant -s1 dB | PSNR − sklearn dB | in-process / pngquant -s4 (≤ 1 MP) "
+        "| whole process / pngquant -s4 (9.4 MP) | .kmc / PNG-8 | optimize / WebP "
+        "| decode / PNG-8 (9.4 MP) | optimize decode / PNG-8 (9.4 MP) |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    s1, s4, sk = "pngquant --speed 1", "pngquant --speed 4", "scikit-learn KMeans"
+    opt = "pil_kmc optimize"
+    for k in ks:
+        cells = [
+            per_image(k, lambda r: vs(s1, r, lambda a, b: a["psnr"] - b["psnr"])),
+            per_image(k, lambda r: vs(sk, r, lambda a, b: a["psnr"] - b["psnr"])),
+            per_image(
+                k, lambda r: vs(s4, r, lambda a, b: a["inprocess_seconds"] / b["seconds"]), False
+            ),
+            per_image(k, lambda r: vs(s4, r, lambda a, b: a["seconds"] / b["seconds"]), True),
+            per_image(k, lambda r: r["bytes"] / r["png8_bytes"]),
+            per_image(k, lambda r: vs(opt, r, lambda a, b: b["bytes"] / a["webp_bytes"])),
+            per_image(k, lambda r: r["decode_seconds"] / r["png8_decode_seconds"], True),
+            per_image(
+                k,
+                lambda r: vs(opt, r, lambda a, b: b["decode_seconds"] / a["png8_decode_seconds"]),
+                True,
+            ),
+        ]
+        lines.append(
+            f"| {k} | "
+            + " | ".join(fmt(c, "+.2f" if i < 2 else ".3f") for i, c in enumerate(cells))
+            + " |"
+        )
+    return lines
 
 
 def plot(rows, path: Path) -> None:

@@ -5,6 +5,8 @@ stored as rows of ``bit_depth``-bit indices, most significant bits first and
 each row padded to a whole byte (PNG's packing), then compressed by one of the
 methods named in :mod:`pil_kmc.layout`. Decompression is always bounded by the
 size the header declares, so a hostile stream cannot expand without limit.
+The ``context`` method codes the plane itself, without packing: see
+:mod:`pil_kmc.context`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import layout
+from . import context, layout
 from .layout import FormatError, Header
+
+#: The methods that compress the packed plane (all but ``context``).
+PACKED_METHODS = (layout.STORED, layout.ZLIB, layout.XZ, layout.BZIP2)
 
 # xz without an integrity check: every chunk already carries a CRC-32. Indices
 # are single bytes, so no position bits (lp = pb = 0) and the most literal
@@ -225,6 +230,8 @@ def encode(indices: np.ndarray, header: Header) -> bytes:
     """The index stream (KIDX data) for an index plane, as ``header`` describes it."""
     if indices.shape != (header.height, header.width):
         raise ValueError("index plane shape does not match the header")
+    if header.compression == layout.CONTEXT:
+        return context.encode(indices, header.k)
     return compress(pack_rows(indices, header.bit_depth), header.compression)
 
 
@@ -240,9 +247,12 @@ def smallest(
     packed: dict[int, bytes] = {}
     for method, depth, extreme in candidates:
         depth = depth or layout.bit_depth_for(k)
-        if depth not in packed:
-            packed[depth] = pack_rows(indices, depth)
-        stream = compress(packed[depth], method, extreme=extreme, fast=fast)
+        if method == layout.CONTEXT:
+            stream = context.encode(indices, k)
+        else:
+            if depth not in packed:
+                packed[depth] = pack_rows(indices, depth)
+            stream = compress(packed[depth], method, extreme=extreme, fast=fast)
         if best is None or len(stream) < len(best[2]):
             best = (method, depth, stream)
     assert best is not None
@@ -254,6 +264,8 @@ def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarra
 
     With ``partial``, missing rows at the end are filled with index 0.
     """
+    if header.compression == layout.CONTEXT:
+        return context.decode(stream, header.width, header.height, header.k, partial=partial)
     size = header.index_plane_bytes
     data = decompress(stream, header.compression, size, partial=partial)
     if len(data) < size:

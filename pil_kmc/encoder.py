@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_CLUSTERS = 256
 COLORSPACES = ("rgb", "oklab")
 _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items()}
-_XZ, _BZIP2 = layout.XZ, layout.BZIP2
+_XZ, _BZIP2, _CONTEXT = layout.XZ, layout.BZIP2, layout.CONTEXT
 # Index stream candidates, as (method, bit depth or 0 for the smallest, extreme);
 # the smallest stream wins. xz compresses whole bytes better than packed
 # ones; bzip2 the reverse. bzip2 decodes at about 30 MB/s, so above _LARGE
@@ -37,7 +37,11 @@ _OPTIMIZE_CANDIDATES = (
     (_XZ, 0, True),
     (_BZIP2, 0, False),
     (_BZIP2, 8, False),
+    (_CONTEXT, 0, False),
 )
+# The context coder's encoder needs about 90 bytes per pixel and both of its
+# directions take several seconds at 10 megapixels; above this, optimize skips it.
+_CONTEXT_MAX_PIXELS = 16_000_000
 _METADATA_KEYS = ("icc_profile", "exif", "xmp", "dpi", "text")
 
 
@@ -194,6 +198,8 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         candidates = ((_COMPRESSIONS[options.compression], 0, False),)
     elif options.optimize:
         candidates = _OPTIMIZE_CANDIDATES
+        if im.width * im.height > _CONTEXT_MAX_PIXELS:
+            candidates = tuple(c for c in candidates if c[0] != _CONTEXT)
     elif im.width * im.height <= _LARGE:
         candidates = _DEFAULT_CANDIDATES
     else:
@@ -208,5 +214,8 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         if best is None or len(stream) < len(best[3]):
             best = (candidate, method, depth, stream)
     result, method, depth, stream = best
-    header = layout.Header(im.width, im.height, channels, result.k, depth, compression=method)
+    version = layout.version_for(method)
+    header = layout.Header(
+        im.width, im.height, channels, result.k, depth, compression=method, version=version
+    )
     return layout.build(header, result.palette.tobytes(), stream, list(options.chunks))

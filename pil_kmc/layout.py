@@ -23,15 +23,17 @@ SIGNATURE = b"\x89KMC\r\n\x1a\n"
 
 #: The newest format version this module reads and writes.
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 
 #: Colour models, stored as their channel count.
 GRAY, GRAY_ALPHA, RGB, RGBA = 1, 2, 3, 4
 CHANNEL_NAMES = {GRAY: "G", GRAY_ALPHA: "GA", RGB: "RGB", RGBA: "RGBA"}
 
 #: Compression methods of the index stream (spec: "Compression methods").
-STORED, ZLIB, XZ, BZIP2 = 0, 1, 2, 3
-COMPRESSION_NAMES = {STORED: "stored", ZLIB: "zlib", XZ: "xz", BZIP2: "bzip2"}
+STORED, ZLIB, XZ, BZIP2, CONTEXT = 0, 1, 2, 3, 4
+COMPRESSION_NAMES = {STORED: "stored", ZLIB: "zlib", XZ: "xz", BZIP2: "bzip2", CONTEXT: "context"}
+#: The minor version that introduced each compression method.
+COMPRESSION_SINCE = {STORED: 0, ZLIB: 0, XZ: 0, BZIP2: 0, CONTEXT: 1}
 
 #: Filter methods of the index plane (spec: "Filter methods").
 FILTER_NONE = 0
@@ -66,7 +68,7 @@ class Header:
     bit_depth: int
     filter_method: int = FILTER_NONE
     compression: int = ZLIB
-    version: tuple[int, int] = (VERSION_MAJOR, VERSION_MINOR)
+    version: tuple[int, int] = (VERSION_MAJOR, 0)
 
     def __post_init__(self) -> None:
         problem = _header_problem(self)
@@ -125,6 +127,11 @@ def _header_problem(h: Header) -> str | None:
     if h.compression not in COMPRESSION_NAMES:
         return f"unknown compression method {h.compression}; a newer pil_kmc may read this file"
     return None
+
+
+def version_for(compression: int) -> tuple[int, int]:
+    """The lowest version that defines ``compression``: the version a writer records."""
+    return (VERSION_MAJOR, COMPRESSION_SINCE[compression])
 
 
 def bit_depth_for(k: int) -> int:

@@ -54,6 +54,8 @@ VARIANTS = [
     ("rgba-k5-depth4-stored-ancillary", 6, 2, 4, 5, layout.STORED, [(b"zzZz", b"ignored")]),
     ("rgb-k40-depth8-xz-plain", 33, 7, 3, 40, layout.XZ, []),
     ("rgb-k9-depth4-xz-two-streams", 19, 8, 3, 9, layout.XZ, []),
+    ("rgb-k6-depth4-context", 23, 14, 3, 6, layout.CONTEXT, []),
+    ("rgba-k100-depth8-context", 31, 12, 4, 100, layout.CONTEXT, []),
     (
         "gray-k3-depth2-zlib-metadata",
         5,
@@ -92,7 +94,9 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for name, w, h, channels, k, compression, ancillary in VARIANTS:
-        header = layout.Header(w, h, channels, k, layout.bit_depth_for(k), compression=compression)
+        version = layout.version_for(compression)
+        depth = layout.bit_depth_for(k)
+        header = layout.Header(w, h, channels, k, depth, compression=compression, version=version)
         indices, pal = plane(w, h, k), palette(k, channels)
         data = layout.build(header, pal.tobytes(), index_stream(name, indices, header), ancillary)
         (OUT / f"{name}.kmc").write_bytes(data)

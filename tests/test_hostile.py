@@ -34,6 +34,7 @@ def small_files() -> list[bytes]:
         ("L", 2, "zlib"),
         ("RGBA", 20, "bzip2"),
         ("LA", 3, "stored"),
+        ("RGB", 12, "context"),
     ]:
         a = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
         im = Image.fromarray(a).convert(mode)
@@ -44,6 +45,7 @@ def small_files() -> list[bytes]:
 
 
 FILES = small_files()
+IDS = ["rgb-xz", "gray-zlib", "rgba-bzip2", "ga-stored", "rgb-context"]
 
 
 def open_and_load(data: bytes) -> Image.Image:
@@ -54,14 +56,14 @@ def open_and_load(data: bytes) -> Image.Image:
     return im
 
 
-@pytest.mark.parametrize("data", FILES, ids=["rgb-xz", "gray-zlib", "rgba-bzip2", "ga-stored"])
+@pytest.mark.parametrize("data", FILES, ids=IDS)
 def test_truncation_at_every_offset_is_an_error(data):
     for end in range(len(data)):
         with pytest.raises(ALLOWED):
             open_and_load(data[:end])
 
 
-@pytest.mark.parametrize("data", FILES, ids=["rgb-xz", "gray-zlib", "rgba-bzip2", "ga-stored"])
+@pytest.mark.parametrize("data", FILES, ids=IDS)
 def test_every_single_bit_flip_is_detected(data):
     for bit in range(8 * len(data)):
         flipped = bytearray(data)
