@@ -240,23 +240,31 @@ def smallest(
 ) -> tuple[int, int, bytes]:
     """Try each (method, bit depth, extreme) candidate; (method, depth, stream) of the smallest.
 
-    A bit depth of 0 stands for the smallest depth that holds ``k``. Ties go
-    to the earlier candidate, so the choice is deterministic.
+    A bit depth of 0 stands for the smallest depth that holds ``k``. The
+    candidates run in parallel threads (zlib, lzma and bz2 release the GIL);
+    ties go to the earlier candidate, so the choice is deterministic.
     """
-    best: tuple[int, int, bytes] | None = None
     packed: dict[int, bytes] = {}
+    jobs = []
     for method, depth, extreme in candidates:
         depth = depth or layout.bit_depth_for(k)
+        if method != layout.CONTEXT and depth not in packed:
+            packed[depth] = pack_rows(indices, depth)
+        jobs.append((method, depth, extreme))
+
+    def run(job: tuple[int, int, bool]) -> bytes:
+        method, depth, extreme = job
         if method == layout.CONTEXT:
-            stream = context.encode(indices, k)
-        else:
-            if depth not in packed:
-                packed[depth] = pack_rows(indices, depth)
-            stream = compress(packed[depth], method, extreme=extreme, fast=fast)
-        if best is None or len(stream) < len(best[2]):
-            best = (method, depth, stream)
-    assert best is not None
-    return best
+            return context.encode(indices, k)
+        return compress(packed[depth], method, extreme=extreme, fast=fast)
+
+    if len(jobs) == 1:
+        streams = [run(jobs[0])]
+    else:
+        with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+            streams = list(pool.map(run, jobs))
+    best = min(range(len(jobs)), key=lambda i: (len(streams[i]), i))
+    return jobs[best][0], jobs[best][1], streams[best]
 
 
 def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarray:

@@ -180,3 +180,12 @@ def test_beats_xz_and_bzip2_on_a_photograph():
         len(codec.compress(codec.pack_rows(indices, 8), m)) for m in (layout.XZ, layout.BZIP2)
     ]
     assert len(context.encode(indices, 64)) < 0.95 * min(others)
+
+
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(1, 256), st.binary(max_size=300))
+def test_arbitrary_streams_decode_or_raise_format_error(w, h, k, stream):
+    try:
+        out = context.decode(stream, w, h, k)
+    except FormatError:
+        return
+    assert out.shape == (h, w) and int(out.max()) < k
