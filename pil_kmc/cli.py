@@ -1,6 +1,6 @@
 """The ``kmc`` command line (also ``python -m pil_kmc``).
 
-    kmc encode IN... [-k N | --quality MIN-MAX] [-o OUT | --ext .kmc] [-j JOBS]
+    kmc encode IN... [-k N | --quality MIN-MAX] [-o OUT | --ext .kmc] [-j JOBS] [--compression M]
                      [--dither] [--skip-if-larger] [--force] [--optimize]
     kmc decode IN.kmc OUT
     kmc info FILE...
@@ -165,6 +165,8 @@ def cmd_encode(args) -> int:
         params["optimize"] = True
     if args.colorspace:
         params["colorspace"] = args.colorspace
+    if args.compression:
+        params["compression"] = args.compression
     jobs = [
         EncodeJob(src, _output_for(src, args), params, args.force, args.skip_if_larger)
         for src in args.inputs
@@ -281,6 +283,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--dither", action="store_true", help="Floyd-Steinberg dithering")
     e.add_argument("--optimize", action="store_true", help="smaller files, slower encoding")
     e.add_argument("--colorspace", choices=("rgb", "oklab"), help="space to cluster in")
+    e.add_argument(
+        "--compression",
+        choices=tuple(layout.COMPRESSION_NAMES.values()),
+        help="force one index stream compression (default: the smaller of xz and bzip2)",
+    )
     e.add_argument("--seed", type=int, default=0, help="k-means++ seed (default 0)")
     e.add_argument("--skip-if-larger", action="store_true", help="keep no output larger than IN")
     e.add_argument("-f", "--force", action="store_true", help="replace existing outputs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -30,6 +31,19 @@ def test_encode_writes_beside_the_input_and_info_reports_k(photo, capsys):
     assert Image.open(out).format == "KMC"
     assert cli.main(["info", str(out)]) == cli.OK
     assert "k=16" in capsys.readouterr().out
+
+
+def test_compression_option_is_the_save_parameter(photo, capsys):
+    assert cli.main(["encode", str(photo), "-k", "9", "--compression", "context"]) == cli.OK
+    out = photo.with_suffix(".kmc")
+    assert cli.main(["info", str(out)]) == cli.OK
+    assert "context compression, version 1.1" in capsys.readouterr().out
+    with Image.open(photo) as im, Image.open(out) as kmc:
+        buffer = io.BytesIO()
+        im.save(buffer, "KMC", clusters=9)
+        assert np.array_equal(
+            np.asarray(kmc.convert("RGB")), np.asarray(Image.open(buffer).convert("RGB"))
+        )
 
 
 def test_existing_output_is_kept_without_force(photo):
