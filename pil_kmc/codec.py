@@ -33,6 +33,7 @@ _XZ_OPTIONS = {"lc": 4, "lp": 0, "pb": 0}
 # For large images: a hash-chain match finder, about 3x faster for 10% more bytes.
 _XZ_FAST = {"preset": 6, "mf": lzma.MF_HC4, "nice_len": 16}
 XZ_STRIP = 6 << 20
+PARALLEL_PIXELS = 4_000_000
 
 
 def pack_rows(indices: np.ndarray, bit_depth: int) -> bytes:
@@ -240,9 +241,11 @@ def smallest(
 ) -> tuple[int, int, bytes]:
     """Try each (method, bit depth, extreme) candidate; (method, depth, stream) of the smallest.
 
-    A bit depth of 0 stands for the smallest depth that holds ``k``. The
-    candidates run in parallel threads (zlib, lzma and bz2 release the GIL);
-    ties go to the earlier candidate, so the choice is deterministic.
+    A bit depth of 0 stands for the smallest depth that holds ``k``. Up to
+    :data:`PARALLEL_PIXELS` pixels the candidates run in parallel threads
+    (zlib, lzma and bz2 release the GIL); above, one after another, as xz's
+    extreme setting and the context coder each need hundreds of megabytes
+    there. Ties go to the earlier candidate, so the choice is deterministic.
     """
     packed: dict[int, bytes] = {}
     jobs = []
@@ -258,8 +261,8 @@ def smallest(
             return context.encode(indices, k)
         return compress(packed[depth], method, extreme=extreme, fast=fast)
 
-    if len(jobs) == 1:
-        streams = [run(jobs[0])]
+    if len(jobs) == 1 or indices.size > PARALLEL_PIXELS:
+        streams = [run(job) for job in jobs]
     else:
         with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
             streams = list(pool.map(run, jobs))

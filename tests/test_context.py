@@ -189,3 +189,9 @@ def test_arbitrary_streams_decode_or_raise_format_error(w, h, k, stream):
     except FormatError:
         return
     assert out.shape == (h, w) and int(out.max()) < k
+
+
+def test_encoding_in_slices_of_steps_gives_the_same_stream(monkeypatch, sample):
+    indices, stream = sample
+    monkeypatch.setattr(context, "_SLICE", 7)  # many slices, cut at step boundaries
+    assert context.encode(indices, 50) == stream
