@@ -290,8 +290,15 @@ def _target_mode(im: Image.Image) -> str:
 
 
 def _pil_kmc_extras(im: Image.Image, kmc_path: Path, k: int) -> dict:
-    """In-process encode time; PNG-8 and WebP lossless of the same pixels; decode times."""
+    """In-process encode time and its two stages; PNG-8 and WebP of the same pixels; decoding."""
+    from pil_kmc import encoder
+
     extras = {"inprocess_seconds": _best_of(lambda: im.save(io.BytesIO(), "KMC", clusters=k), 1)}
+    options = encoder.save_options({"clusters": k})
+    result = encoder.quantize_image(im, options)[0]
+    repeats = 1 if im.width * im.height > 4_000_000 else 3
+    extras["quantize_seconds"] = _best_of(lambda: encoder.quantize_image(im, options), repeats)
+    extras["coding_seconds"] = _best_of(lambda: encoder.index_coding(result, options), repeats)
     kmc_bytes = kmc_path.read_bytes()
     decoded = Image.open(io.BytesIO(kmc_bytes))
     decoded.load()
@@ -402,9 +409,9 @@ def report(rows, ks, starts, grow) -> str:
     lines.append(
         "| image | k | .kmc bytes | .kmc optimize bytes | PNG-8 bytes | WebP lossless bytes | "
         ".kmc / PNG-8 | optimize / WebP | .kmc decode ms | optimize decode ms (method) | "
-        "PNG-8 decode ms | WebP decode ms | in-process encode s |"
+        "PNG-8 decode ms | WebP decode ms | in-process encode s | k-means s | coding s |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["encoder"] != "pil_kmc" or "missing" in r:
             continue
@@ -426,7 +433,8 @@ def report(rows, ks, starts, grow) -> str:
             f"{r['webp_bytes']:,} | {r['bytes'] / r['png8_bytes']:.3f} | "
             f"{fmt(ob / r['webp_bytes'] if ob else None, '.3f')} | "
             f"{1000 * r['decode_seconds']:.1f} | {od} | {1000 * r['png8_decode_seconds']:.1f} | "
-            f"{1000 * r['webp_decode_seconds']:.1f} | {r['inprocess_seconds']:.2f} |"
+            f"{1000 * r['webp_decode_seconds']:.1f} | {r['inprocess_seconds']:.2f} | "
+            f"{r['quantize_seconds']:.3f} | {r['coding_seconds']:.3f} |"
         )
     lines += targets(rows, ks)
     lines.append("\n### Start-up (median of 5)\n")
@@ -465,9 +473,10 @@ def targets(rows, ks) -> list[str]:
     lines.append(
         "| k | PSNR − pngquant -s1 dB | PSNR − sklearn dB | in-process / pngquant -s4 (≤ 1 MP) "
         "| whole process / pngquant -s4 (9.4 MP) | .kmc / PNG-8 | optimize / WebP "
-        "| decode / PNG-8 (9.4 MP) | optimize decode / PNG-8 (9.4 MP) |"
+        "| decode / PNG-8 (9.4 MP) | optimize decode / PNG-8 (9.4 MP) "
+        "| coding / k-means (≤ 1 MP) | coding / k-means (9.4 MP) |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     s1, s4, sk = "pngquant --speed 1", "pngquant --speed 4", "scikit-learn KMeans"
     opt = "pil_kmc optimize"
     for k in [*ks, None]:  # None: every k together
@@ -486,6 +495,8 @@ def targets(rows, ks) -> list[str]:
                 lambda r: vs(opt, r, lambda a, b: b["decode_seconds"] / a["png8_decode_seconds"]),
                 True,
             ),
+            per_image(k, lambda r: r["coding_seconds"] / r["quantize_seconds"], False),
+            per_image(k, lambda r: r["coding_seconds"] / r["quantize_seconds"], True),
         ]
         lines.append(
             f"| {k or 'all'} | "

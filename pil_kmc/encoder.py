@@ -24,10 +24,12 @@ COLORSPACES = ("rgb", "oklab")
 _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items()}
 _XZ, _BZIP2, _CONTEXT = layout.XZ, layout.BZIP2, layout.CONTEXT
 # Index stream candidates, as (method, bit depth or 0 for the smallest, extreme);
-# the smallest stream wins. xz compresses whole bytes better than packed
-# ones; bzip2 the reverse. bzip2 decodes at about 30 MB/s, so above _LARGE
-# pixels the default leaves it out to keep decoding fast.
+# the smallest stream wins. From 17 colours on, xz compresses whole bytes
+# better than packed ones; up to 16, packed rows are about as small and take
+# xz half the time. bzip2 does best on packed rows. bzip2 decodes at about
+# 30 MB/s, so above _LARGE pixels the default leaves it out to keep decoding fast.
 _DEFAULT_CANDIDATES = ((_XZ, 8, False), (_BZIP2, 0, False))
+_FEW_COLOURS_CANDIDATES = ((_XZ, 0, False), (_BZIP2, 0, False))
 # Above this many pixels the default uses only xz, in its fast setting.
 _LARGE = 4_000_000
 _OPTIMIZE_CANDIDATES = (
@@ -191,20 +193,35 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
 
 def encode(im: Image.Image, options: SaveOptions) -> bytes:
     """The complete ``.kmc`` file for ``im``."""
+    result, channels = quantize_image(im, options)
+    result, method, depth, stream = index_coding(result, options)
+    version = layout.version_for(method)
+    header = layout.Header(
+        im.width, im.height, channels, result.k, depth, compression=method, version=version
+    )
+    return layout.build(header, result.palette.tobytes(), stream, list(options.chunks))
+
+
+def index_coding(result: Quantized, options: SaveOptions) -> tuple[Quantized, int, int, bytes]:
+    """The smallest index stream that ``options`` allow: (palette order, method, depth, stream).
+
+    The result comes back reordered when ``optimize`` finds a palette order
+    that codes smaller.
+    """
     from . import codec, quantize
 
-    result, channels = quantize_image(im, options)
+    pixels = result.indices.size
     if options.compression is not None:
         candidates = ((_COMPRESSIONS[options.compression], 0, False),)
     elif options.optimize:
         candidates = _OPTIMIZE_CANDIDATES
-        if im.width * im.height > _CONTEXT_MAX_PIXELS:
+        if pixels > _CONTEXT_MAX_PIXELS:
             candidates = tuple(c for c in candidates if c[0] != _CONTEXT)
-    elif im.width * im.height <= _LARGE:
-        candidates = _DEFAULT_CANDIDATES
     else:
-        candidates = _DEFAULT_CANDIDATES[:1]
-    fast = im.width * im.height > _LARGE and not options.optimize
+        candidates = _DEFAULT_CANDIDATES if result.k > 16 else _FEW_COLOURS_CANDIDATES
+        if pixels > _LARGE:
+            candidates = candidates[:1]
+    fast = pixels > _LARGE and not options.optimize
     orderings = [result]
     if options.optimize and result.k > 2:
         orderings.append(quantize.reorder(result, quantize.cooccurrence_order(result)))
@@ -213,9 +230,4 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         method, depth, stream = codec.smallest(candidate.indices, candidate.k, candidates, fast)
         if best is None or len(stream) < len(best[3]):
             best = (candidate, method, depth, stream)
-    result, method, depth, stream = best
-    version = layout.version_for(method)
-    header = layout.Header(
-        im.width, im.height, channels, result.k, depth, compression=method, version=version
-    )
-    return layout.build(header, result.palette.tobytes(), stream, list(options.chunks))
+    return best
