@@ -219,8 +219,8 @@ def index_coding(result: Quantized, options: SaveOptions) -> tuple[Quantized, in
             candidates = tuple(c for c in candidates if c[0] != _CONTEXT)
     else:
         candidates = _DEFAULT_CANDIDATES if result.k > 16 else _FEW_COLOURS_CANDIDATES
-        if pixels > _LARGE:
-            candidates = candidates[:1]
+        if pixels > _LARGE:  # whole bytes: two xz streams decode in parallel, no unpacking
+            candidates = _DEFAULT_CANDIDATES[:1]
     fast = pixels > _LARGE and not options.optimize
     orderings = [result]
     if options.optimize and result.k > 2:

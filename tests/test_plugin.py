@@ -295,8 +295,10 @@ def test_oklab_colorspace_is_deterministic_and_different():
 
 def test_original_reconstruction_is_stored_losslessly_at_100_clusters(seed_dir):
     photo = Image.open(seed_dir / "PNG_reconstruction.png")
-    for params in ({}, {"optimize": True}):
+    # The original compressed.npz took 131,903 bytes; the target for
+    # optimize is 105,000 (WebP lossless: 104,690).
+    for params, limit in (({}, 131_903), ({"optimize": True}, 105_000)):
         data = save(photo, clusters=100, **params)
         out = reopen(data)
         assert np.array_equal(np.asarray(out.convert("RGB")), np.asarray(photo))
-        assert len(data) < 131_903  # the original compressed.npz
+        assert len(data) <= limit
