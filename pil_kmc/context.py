@@ -133,6 +133,8 @@ def encode(indices: np.ndarray, k: int) -> bytes:
         yes = ((value >> (bits - 1 - j)) & 1).astype(bool)
         coded.append(_code_level(st, ln, yes, (prefix << bits) + left, n_steps))
 
+    # rANS is last in, first out: code from the last step's last question back
+    # to the first, so that the decoder meets the answers in coding order.
     state = np.full(lanes, _LOW, dtype=np.int64)
     words: list[np.ndarray] = []
     for t in range(n_steps - 1, -1, -1):
