@@ -93,13 +93,21 @@ def compress(data: bytes, method: int, *, extreme: bool = False, fast: bool = Fa
                 strip, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters
             )
 
-        if len(strips) == 1:
-            return one(strips[0])
-        with ThreadPoolExecutor(min(len(strips), os.cpu_count() or 1)) as pool:
-            return b"".join(pool.map(one, strips))
+        return b"".join(_in_threads(one, strips))
     if method == layout.BZIP2:
         return bz2.compress(data, 9)
     raise ValueError(f"unknown compression method {method}")
+
+
+def _in_threads(function, items: list, *, parallel: bool = True) -> list:
+    """``[function(item) for item in items]``, in parallel threads when there are several.
+
+    Worth it for the codecs, which release the GIL while they work.
+    """
+    if len(items) < 2 or not parallel:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(len(items), os.cpu_count() or 1)) as pool:
+        return list(pool.map(function, items))
 
 
 def _engine(method: int):
@@ -176,8 +184,7 @@ def _xz_parallel(data: bytes, size: int) -> bytes | None:
         ok = engine.eof and not engine.unused_data and len(out) == expected
         return out if ok else None
 
-    with ThreadPoolExecutor(min(len(streams), os.cpu_count() or 1)) as pool:
-        parts = list(pool.map(one, streams))
+    parts = _in_threads(one, streams)
     return None if any(p is None for p in parts) else b"".join(parts)
 
 
@@ -266,11 +273,7 @@ def smallest(
             return context.encode(indices, k)
         return compress(packed[depth], method, extreme=extreme, fast=fast)
 
-    if len(jobs) == 1 or indices.size > PARALLEL_PIXELS:
-        streams = [run(job) for job in jobs]
-    else:
-        with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
-            streams = list(pool.map(run, jobs))
+    streams = _in_threads(run, jobs, parallel=indices.size <= PARALLEL_PIXELS)
     best = min(range(len(jobs)), key=lambda i: (len(streams[i]), i))
     return jobs[best][0], jobs[best][1], streams[best]
 
