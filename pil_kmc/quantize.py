@@ -123,7 +123,10 @@ def _cluster(colours, counts, clusters, channels, seed, max_iter, tol, colorspac
         visible, visible_counts, clusters, seed=seed, max_iter=max_iter, tol=tol, values=values
     )
     palette = from_space(centroids)
-    labels = kmeans.nearest(values, to_space(palette))
+    if colorspace == "rgb":  # integers: the exact matrix-product ranking applies
+        labels = kmeans.nearest(visible, palette)
+    else:
+        labels = kmeans.nearest(values, to_space(palette))
     if transparent:
         palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
         labels = np.r_[0, labels + 1]

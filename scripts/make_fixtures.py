@@ -4,7 +4,9 @@ Each fixture is a small ``.kmc`` file covering one header variant (colour
 model, bit depth, compression method, row padding, an ancillary chunk), and
 beside it the PNG of what it must decode to. The ``.kmc`` files are built
 from explicit palettes and index planes, not by k-means, so that they change
-only when the format does; ``fixtures/README.md`` lists them.
+only when the format or the writer's compression settings do (the xz
+dictionary, for example); ``fixtures/README.md`` lists them. Two fixtures
+keep streams from xz's own defaults, whatever the writer does.
 """
 
 from __future__ import annotations

@@ -122,6 +122,38 @@ def test_long_xz_input_becomes_concatenated_streams_that_decode(monkeypatch):
         codec.decompress(stream, layout.XZ, len(data) + 1)
 
 
+def xz_dictionary_sizes(stream: bytes) -> list[int]:
+    """The LZMA2 dictionary size of each xz stream, from its block header (xz spec 3.1)."""
+    sizes = []
+    for start, end, _ in codec._xz_streams(stream):
+        block = stream[start + 12 : end]  # after the 12-byte stream header
+        assert block[2] == 0x21 and block[3] == 1  # one filter, LZMA2, one property byte
+        bits = block[4]
+        sizes.append((2 | (bits & 1)) << (bits // 2 + 11))
+    return sizes
+
+
+@pytest.mark.parametrize(("length", "dictionary"), [(1, 4096), (5000, 8192), (70_000, 1 << 17)])
+def test_xz_dictionary_is_sized_to_the_strip(length, dictionary):
+    # Smaller than xz's default 8 MiB, so decoders allocate less; no fewer matches.
+    data = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    for options in ({}, {"extreme": True}, {"fast": True}):
+        stream = codec.compress(data, layout.XZ, **options)
+        assert xz_dictionary_sizes(stream) == [dictionary]
+        assert codec.decompress(stream, layout.XZ, length) == data
+
+
+def test_empty_input_compresses_to_a_valid_stream():
+    for method in codec.PACKED_METHODS:
+        assert codec.decompress(codec.compress(b"", method), method, 0) == b""
+
+
+def test_xz_strips_each_get_their_own_dictionary(monkeypatch):
+    monkeypatch.setattr(codec, "XZ_STRIP", 5000)
+    stream = codec.compress(bytes(12000), layout.XZ)
+    assert xz_dictionary_sizes(stream) == [4096] * 3  # strips of 4,000 bytes
+
+
 def test_parallel_xz_decoding_agrees_with_sequential_on_every_byte_flip(monkeypatch):
     monkeypatch.setattr(codec, "XZ_STRIP", 640)  # several streams, parallel path taken
     data = bytes(np.random.default_rng(10).integers(0, 3, 2000, dtype=np.uint8))

@@ -70,13 +70,68 @@ def test_empty_cluster_is_reseeded_at_the_worst_served_point():
     assert np.allclose(result[1], [100, 0, 0])
 
 
-def test_nearest_is_exact():
-    rng = np.random.default_rng(3)
-    colours = rng.integers(0, 256, (1000, 3), dtype=np.uint8)
-    palette = rng.integers(0, 256, (20, 3), dtype=np.uint8)
-    d = ((colours[:, None, :].astype(int) - palette[None].astype(int)) ** 2).sum(axis=2)
+def squared_distances(colours, palette):
+    return ((colours[:, None, :].astype(int) - palette[None].astype(int)) ** 2).sum(axis=2)
+
+
+@given(
+    st.integers(1, 4),
+    st.integers(1, 300),
+    st.sampled_from([1, 2, 20, 64, 255, 256]),
+    st.integers(0, 2**32 - 1),
+)
+def test_nearest_is_exact_for_8_bit_colours(channels, n, k, seed):
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (n, channels), dtype=np.uint8)
+    palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    d = squared_distances(colours, palette)
     got = kmeans.nearest(colours, palette)
-    assert np.array_equal(d[np.arange(1000), got], d.min(axis=1))
+    assert np.array_equal(d[np.arange(n), got], d.min(axis=1))
+
+
+def test_nearest_by_product_breaks_ties_towards_the_lower_index():
+    colours = np.array([[10, 10, 10], [0, 0, 0], [255, 255, 255]], np.uint8)
+    palette = np.array([[255, 255, 255], [20, 10, 10], [0, 10, 10], [0, 0, 0]], np.uint8)
+    assert kmeans.nearest(colours, palette).tolist() == [1, 3, 0]
+
+
+def test_nearest_of_extreme_colours_in_blocks():
+    # The largest products (255 * 255 * 4) and more colours than one block.
+    colours = np.full((kmeans._PRODUCT_ROWS + 5, 4), 255, np.uint8)
+    colours[::2] = 0
+    palette = np.array([[0, 0, 0, 0], [255, 255, 255, 254], [255, 255, 255, 255]], np.uint8)
+    got = kmeans.nearest(colours, palette)
+    assert got[::2].tolist() == [0] * len(got[::2]) and set(got[1::2].tolist()) == {2}
+
+
+def test_nearest_for_float_values_is_exact():
+    rng = np.random.default_rng(3)
+    colours = rng.random((1000, 3)).astype(np.float32) * 255
+    palette = rng.random((20, 3)).astype(np.float32) * 255
+    d = ((colours[:, None, :] - palette[None]) ** 2).sum(axis=2)
+    got = kmeans.nearest(colours, palette)
+    assert np.allclose(d[np.arange(1000), got], d.min(axis=1))
+
+
+def stages_of(sizes):
+    return [(np.zeros((n, 3), np.float32), np.ones(n)) for n in sizes]
+
+
+def test_seeding_uses_the_coarsest_grid_with_32_cells_per_cluster():
+    stages = stages_of([600, 2100, 9000, 30000])
+    assert kmeans._seed_stage(stages, np.zeros((1, 3), np.float32), 64) == 1
+    assert kmeans._seed_stage(stages, np.zeros((1, 3), np.float32), 16) == 0
+
+
+def test_seeding_falls_back_to_the_finest_grid_with_16_cells_per_cluster():
+    # k = 256 wants 8192 grid cells; 4,500 and 6,000 both have 16 per cluster,
+    # and the finer one is chosen: seeding on the coarser loses up to 0.5 dB.
+    values = np.zeros((40000, 3), np.float32)
+    stages = [*stages_of([900, 4500, 6000]), (values, np.ones(40000))]
+    assert kmeans._seed_stage(stages, values, 256) == 2
+    # No grid fine enough at all: seed on the last stage (the colours).
+    stages = [*stages_of([900, 3000]), (values, np.ones(40000))]
+    assert kmeans._seed_stage(stages, values, 256) == 2
 
 
 def test_encoder_defaults_match_the_kmeans_module():
