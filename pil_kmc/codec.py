@@ -30,8 +30,11 @@ PACKED_METHODS = (layout.STORED, layout.ZLIB, layout.XZ, layout.BZIP2)
 # context bits (lc = 4): about 2% smaller than xz's defaults on index planes.
 _XZ_PRESETS = {False: 6, True: 9 | lzma.PRESET_EXTREME}
 _XZ_OPTIONS = {"lc": 4, "lp": 0, "pb": 0}
-# For large images: a hash-chain match finder, about 3x faster for 10% more bytes.
-_XZ_FAST = {"preset": 6, "mf": lzma.MF_HC4, "nice_len": 16}
+# For large images: a hash-chain match finder in xz's fast mode (greedy, not
+# optimal, parsing). On a 9.4 MP photo at k = 256, a third of the time of the
+# normal mode with the same match finder for 14% more bytes (still 0.86x PNG-8);
+# at k = 16 both faster and smaller.
+_XZ_FAST = {"preset": 6, "mf": lzma.MF_HC4, "nice_len": 32, "mode": lzma.MODE_FAST}
 XZ_STRIP = 6 << 20
 PARALLEL_PIXELS = 4_000_000
 
