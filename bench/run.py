@@ -301,8 +301,9 @@ def _pil_kmc_extras(im: Image.Image, kmc_path: Path, k: int) -> dict:
     from pil_kmc import encoder
 
     repeats = 1 if im.width * im.height > 4_000_000 else 3
-    save = lambda: im.save(io.BytesIO(), "KMC", clusters=k)  # noqa: E731
-    extras = {"inprocess_seconds": _best_of(save, repeats)}
+    extras = {
+        "inprocess_seconds": _best_of(lambda: im.save(io.BytesIO(), "KMC", clusters=k), repeats)
+    }
     options = encoder.save_options({"clusters": k})
     result = encoder.quantize_image(im, options)[0]
     extras["quantize_seconds"] = _best_of(lambda: encoder.quantize_image(im, options), repeats)

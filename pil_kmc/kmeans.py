@@ -235,14 +235,15 @@ def cluster(
     stages = stages[start:]
     seed_points, seed_weights = stages[0]
     centroids = kmeans_plusplus(seed_points, seed_weights, k, rng)
+    last = len(stages) - 1
     for i, (points, w) in enumerate(stages):
         if i == 0:
             iterations = max_iter
-        elif i == len(stages) - 1:
-            iterations = -(-max_iter // 8)
-        else:  # refining between two grids
+        elif i < last:  # refining between two grids
             iterations = -(-max_iter // 4)
-        if i == len(stages) - 1:
+        else:
+            iterations = -(-max_iter // 8)
+        if i == last:
             # A small last stage (few colours, as in gray images and graphics)
             # is cheap: let it run towards convergence instead of stopping at the cap.
             affordable = _CHEAP_STAGE_WORK // (len(points) * k)
