@@ -70,15 +70,18 @@ def unpack_rows(data: bytes, width: int, height: int, bit_depth: int) -> np.ndar
     return fields if fields.shape[1] == width else np.ascontiguousarray(fields[:, :width])
 
 
-def compress(data: bytes, method: int, *, extreme: bool = False, fast: bool = False) -> bytes:
+def compress(
+    data: bytes, method: int, *, extreme: bool = False, fast: bool = False, strips: int = 1
+) -> bytes:
     """Compress the packed index plane with a layout compression method.
 
     ``extreme`` trades encoding time for size, ``fast`` size for time, where
     the method has such settings; decoders need not know which was used.
-    xz input longer than :data:`XZ_STRIP` is cut into equal strips no longer
-    than that, compressed in parallel threads (lzma releases the GIL) into concatenated
-    xz streams: the strips depend only on the data, never on the machine,
-    so the output is the same everywhere.
+    xz input is cut into ``strips`` equal strips, more if needed to keep
+    each within :data:`XZ_STRIP`, compressed in parallel threads (lzma
+    releases the GIL) into concatenated xz streams: the strips depend only
+    on the data and the arguments, never on the machine, so the output is
+    the same everywhere.
     """
     if method == layout.STORED:
         return data
@@ -86,9 +89,9 @@ def compress(data: bytes, method: int, *, extreme: bool = False, fast: bool = Fa
         return zlib.compress(data, 9)
     if method == layout.XZ:
         options = _XZ_FAST if fast else {"preset": _XZ_PRESETS[extreme]}
-        count = max(1, -(-len(data) // XZ_STRIP))
+        count = max(1, strips, -(-len(data) // XZ_STRIP))
         step = max(1, -(-len(data) // count))
-        strips = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
+        pieces = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
         # A dictionary larger than the strip finds no more matches; sized to
         # the strip, it costs less to set up (about a sixth of the time at
         # 512 x 512) and less memory to decode.
@@ -100,7 +103,7 @@ def compress(data: bytes, method: int, *, extreme: bool = False, fast: bool = Fa
                 strip, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters
             )
 
-        return b"".join(_in_threads(one, strips))
+        return b"".join(_in_threads(one, pieces))
     if method == layout.BZIP2:
         return bz2.compress(data, 9)
     raise ValueError(f"unknown compression method {method}")
@@ -256,11 +259,16 @@ def encode(indices: np.ndarray, header: Header) -> bytes:
 
 
 def smallest(
-    indices: np.ndarray, k: int, candidates: tuple[tuple[int, int, bool], ...], fast: bool = False
+    indices: np.ndarray,
+    k: int,
+    candidates: tuple[tuple[int, int, bool], ...],
+    fast: bool = False,
+    strips: int = 1,
 ) -> tuple[int, int, bytes]:
     """Try each (method, bit depth, extreme) candidate; (method, depth, stream) of the smallest.
 
-    A bit depth of 0 stands for the smallest depth that holds ``k``. Up to
+    A bit depth of 0 stands for the smallest depth that holds ``k``;
+    ``fast`` and ``strips`` go to :func:`compress` for every candidate. Up to
     :data:`PARALLEL_PIXELS` pixels the candidates run in parallel threads
     (zlib, lzma and bz2 release the GIL); above, one after another, as xz's
     extreme setting and the context coder each need hundreds of megabytes
@@ -278,7 +286,7 @@ def smallest(
         method, depth, extreme = job
         if method == layout.CONTEXT:
             return context.encode(indices, k)
-        return compress(packed[depth], method, extreme=extreme, fast=fast)
+        return compress(packed[depth], method, extreme=extreme, fast=fast, strips=strips)
 
     streams = _in_threads(run, jobs, parallel=indices.size <= PARALLEL_PIXELS)
     best = min(range(len(jobs)), key=lambda i: (len(streams[i]), i))

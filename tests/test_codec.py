@@ -154,6 +154,18 @@ def test_xz_strips_each_get_their_own_dictionary(monkeypatch):
     assert xz_dictionary_sizes(stream) == [4096] * 3  # strips of 4,000 bytes
 
 
+def test_xz_strips_argument_sets_the_least_number_of_streams(monkeypatch):
+    data = bytes(np.random.default_rng(11).integers(0, 4, 9000, dtype=np.uint8))
+    assert len(codec._xz_streams(codec.compress(data, layout.XZ))) == 1
+    two = codec.compress(data, layout.XZ, strips=2)
+    assert [s[2] for s in codec._xz_streams(two)] == [4500, 4500]
+    assert xz_dictionary_sizes(two) == [8192, 8192]
+    assert codec.decompress(two, layout.XZ, len(data)) == data
+    assert codec.compress(data, layout.XZ, strips=2) == two  # the same bytes every time
+    monkeypatch.setattr(codec, "XZ_STRIP", 2000)  # the strip limit can ask for more
+    assert len(codec._xz_streams(codec.compress(data, layout.XZ, strips=2))) == 5
+
+
 def test_parallel_xz_decoding_agrees_with_sequential_on_every_byte_flip(monkeypatch):
     monkeypatch.setattr(codec, "XZ_STRIP", 640)  # several streams, parallel path taken
     data = bytes(np.random.default_rng(10).integers(0, 3, 2000, dtype=np.uint8))

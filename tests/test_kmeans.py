@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.cluster.vq import vq
 
 from pil_kmc import kmeans
 
@@ -97,7 +98,7 @@ def test_nearest_by_product_breaks_ties_towards_the_lower_index():
 
 def test_nearest_of_extreme_colours_in_blocks():
     # The largest products (255 * 255 * 4) and more colours than one block.
-    colours = np.full((kmeans._PRODUCT_ROWS + 5, 4), 255, np.uint8)
+    colours = np.full((kmeans._PRODUCT_WORK // 15 + 5, 4), 255, np.uint8)
     colours[::2] = 0
     palette = np.array([[0, 0, 0, 0], [255, 255, 255, 254], [255, 255, 255, 255]], np.uint8)
     got = kmeans.nearest(colours, palette)
@@ -111,6 +112,95 @@ def test_nearest_for_float_values_is_exact():
     d = ((colours[:, None, :] - palette[None]) ** 2).sum(axis=2)
     got = kmeans.nearest(colours, palette)
     assert np.allclose(d[np.arange(1000), got], d.min(axis=1))
+
+
+def exact_scores(x, c):
+    """2 (|c|^2 / 2 - x.c) in int64: the ranking _closest must reproduce."""
+    x, c = x.astype(np.int64), c.astype(np.int64)
+    return (c * c).sum(axis=1)[None, :] - 2 * x @ c.T
+
+
+@given(st.integers(1, 4), st.integers(1, 3000), st.integers(1, 256), st.integers(0, 2**32 - 1))
+def test_closest_ranks_snapped_values_exactly(channels, n, k, seed):
+    # Anywhere in the snapped range, extremes included: every score is exact.
+    rng = np.random.default_rng(seed)
+    scale = kmeans._SNAP[channels]
+    low, high = (v * scale for v in kmeans._SNAP_RANGE)
+    x = rng.choice([low, high, 0], (n, channels)) if seed % 3 == 0 else None
+    if x is None:
+        x = rng.integers(low, high + 1, (n, channels))
+    c = rng.integers(low, high + 1, (k, channels))
+    c[: k // 2] = np.where(rng.random((k // 2, channels)) < 0.5, low, high)
+    labels, best = kmeans._closest(kmeans._with_ones(x.astype(np.float32)), c.astype(np.float32))
+    want = exact_scores(x, c)
+    assert np.array_equal(labels, want.argmin(axis=1))  # ties: the lower index, like argmin
+    # scipy's vq, exact on these integers too, agrees label for label.
+    assert np.array_equal(labels, vq(x.astype(np.float32), c.astype(np.float32))[0])
+    assert np.array_equal((2 * best.astype(np.float64)).astype(np.int64), want.min(axis=1))
+
+
+def test_snap_rounds_to_the_grid_and_clips_to_the_range():
+    values = np.array([[0.1, 254.9, 1000.0], [-1000.0, 12.34, 255.0]], np.float32)
+    snapped = kmeans._snap(values)
+    assert snapped.tolist() == [[0, 765, 383 * 3], [-128 * 3, 37, 765]]
+
+
+def test_lloyd_assignment_is_off_by_at_most_the_snapping():
+    # Points and centroids each move at most sqrt(3) / 6 levels when snapped, so
+    # the chosen centroid is at most twice that farther than the nearest, both ways.
+    rng = np.random.default_rng(4)
+    points = rng.random((2000, 3)).astype(np.float32) * 255
+    centroids = rng.random((200, 3)).astype(np.float32) * 255
+    snapped = kmeans._with_ones(kmeans._snap(points))
+    labels, score = kmeans._closest(snapped, kmeans._snap(centroids))
+    dist2 = ((snapped[:, :3].astype(float) ** 2).sum(axis=1) + 2 * score) / kmeans._SNAP[3] ** 2
+    exact = np.sqrt(((points[:, None, :] - centroids[None]) ** 2).sum(axis=2))
+    chosen = exact[np.arange(2000), labels]
+    slack = 2 * np.sqrt(3) / 6
+    assert (chosen <= exact.min(axis=1) + 2 * slack + 1e-4).all()
+    assert np.allclose(np.sqrt(dist2), chosen, atol=slack + 1e-4, rtol=0)
+
+
+@given(
+    st.lists(st.integers(0, 1000), min_size=1, max_size=1500).filter(any),
+    st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=8),
+)
+def test_sampler_draws_like_a_full_cumulative_sum(masses, uniform):
+    # Integer masses add up exactly, so the two-level draw must match the
+    # one-level one index for index, and never lands on a zero mass.
+    sampler = kmeans._Sampler(len(masses))
+    sampler.mass[:] = masses
+    u = np.array(uniform)
+    cumulative = np.cumsum(np.array(masses, np.float64))
+    want = np.searchsorted(cumulative, u * cumulative[-1], side="right")
+    got = sampler(u)
+    assert got.tolist() == want.tolist()
+    assert all(masses[i] > 0 for i in got)
+
+
+def test_sampler_never_draws_a_zero_mass_at_a_boundary():
+    # A draw exactly at the end of the first point's mass belongs to the next
+    # point with mass, across a block boundary too.
+    block = kmeans._Sampler.BLOCK
+    masses = np.zeros(2 * block + 1)
+    masses[0], masses[block + 3], masses[-1] = 1, 1, 2
+    sampler = kmeans._Sampler(len(masses))
+    sampler.mass[:] = masses
+    assert sampler(np.array([0.0, 0.25, 0.5 - 1e-12, 0.5])).tolist() == [
+        0,
+        block + 3,
+        block + 3,
+        2 * block,
+    ]
+
+
+def test_plusplus_seeds_rank_exactly_on_the_snapped_grid():
+    # Two heavy points and many light ones: the second centre must be the
+    # other heavy point, whichever trial is drawn first.
+    points = np.array([[0, 0, 0], [200, 200, 200]] + [[100, 100, 100]] * 3, np.float32)
+    weights = np.array([1e6, 1e6, 1, 1, 1])
+    centres = kmeans.kmeans_plusplus(points, weights, 2, np.random.default_rng(0))
+    assert sorted(centres[:, 0].tolist()) == [0, 200]
 
 
 def stages_of(sizes):
