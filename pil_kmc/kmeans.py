@@ -141,9 +141,9 @@ def kmeans_plusplus(
     # row (-c, |c|^2 / 2, 1): their product is half the squared distance,
     # exact like the scores of _closest (the bound is the same).
     half_squares = (snapped.astype(np.float64) ** 2).sum(axis=1) / 2
-    columns = np.vstack([snapped.T, np.ones(len(points)), half_squares]).astype(np.float32)
-    rows = np.ascontiguousarray(columns[[*range(len(columns) - 2), -1, -2]].T)
-    rows[:, :-2] *= -1
+    ones = np.ones(len(points))
+    columns = np.vstack([snapped.T, ones, half_squares]).astype(np.float32)
+    rows = np.column_stack([-snapped, half_squares, ones]).astype(np.float32)
     trials = 2 + int(math.log(k))
     centres = np.empty((k, points.shape[1]), dtype=np.float32)
     draw = _Sampler(len(points))
