@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.cluster.vq import vq
@@ -161,37 +162,42 @@ def test_lloyd_assignment_is_off_by_at_most_the_snapping():
     assert np.allclose(np.sqrt(dist2), chosen, atol=slack + 1e-4, rtol=0)
 
 
+def sampler_for(masses, two_levels):
+    sampler = kmeans._Sampler(len(masses))
+    if two_levels:
+        sampler.SMALL = 0  # the path taken above 8,192 points, on fewer
+    sampler.mass[:] = masses
+    return sampler
+
+
 @given(
     st.lists(st.integers(0, 1000), min_size=1, max_size=1500).filter(any),
     st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=8),
+    st.booleans(),
 )
-def test_sampler_draws_like_a_full_cumulative_sum(masses, uniform):
+def test_sampler_draws_like_a_full_cumulative_sum(masses, uniform, two_levels):
     # Integer masses add up exactly, so the two-level draw must match the
     # one-level one index for index, and never lands on a zero mass.
-    sampler = kmeans._Sampler(len(masses))
-    sampler.mass[:] = masses
     u = np.array(uniform)
     cumulative = np.cumsum(np.array(masses, np.float64))
     want = np.searchsorted(cumulative, u * cumulative[-1], side="right")
-    got = sampler(u)
+    got = sampler_for(masses, two_levels)(u)
     assert got.tolist() == want.tolist()
     assert all(masses[i] > 0 for i in got)
 
 
-def test_sampler_never_draws_a_zero_mass_at_a_boundary():
+@pytest.mark.parametrize("two_levels", [False, True])
+def test_sampler_never_draws_a_zero_mass_at_a_boundary(two_levels):
     # A draw exactly at the end of the first point's mass belongs to the next
     # point with mass, across a block boundary too.
     block = kmeans._Sampler.BLOCK
     masses = np.zeros(2 * block + 1)
     masses[0], masses[block + 3], masses[-1] = 1, 1, 2
-    sampler = kmeans._Sampler(len(masses))
-    sampler.mass[:] = masses
-    assert sampler(np.array([0.0, 0.25, 0.5 - 1e-12, 0.5])).tolist() == [
-        0,
-        block + 3,
-        block + 3,
-        2 * block,
-    ]
+    sampler = sampler_for(masses, two_levels)
+    got = sampler(np.array([0.0, 0.25, 0.5 - 1e-12, 0.5]))
+    assert got.tolist() == [0, block + 3, block + 3, 2 * block]
+    sampler.mass[:] = 0
+    assert sampler(np.array([0.5])) is None  # nothing left to draw
 
 
 def test_plusplus_seeds_rank_exactly_on_the_snapped_grid():
