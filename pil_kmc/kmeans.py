@@ -136,14 +136,13 @@ def kmeans_plusplus(
     the one that lowers the weighted error most is kept. Distances are
     measured between the points snapped as in Lloyd's iterations.
     """
-    snapped = _snap(points)
-    # Each point as a column (x, 1, |x|^2 / 2) and as a candidate centre, a
-    # row (-c, |c|^2 / 2, 1): their product is half the squared distance,
-    # exact like the scores of _closest (the bound is the same).
-    half_squares = (snapped.astype(np.float64) ** 2).sum(axis=1) / 2
-    ones = np.ones(len(points))
-    columns = np.vstack([snapped.T, ones, half_squares]).astype(np.float32)
-    rows = np.column_stack([-snapped, half_squares, ones]).astype(np.float32)
+    # The scores of _closest, with |x|^2 / 2 added on the points' side (as a
+    # column) and a 1 on the centres' side (as a row): their product is half
+    # the squared distance, exact like the scores (the bound is the same).
+    x = _with_ones(_snap(points))
+    coefficients = _coefficients(x[:, :-1])  # every point as a candidate centre
+    columns = np.vstack([x.T, coefficients[-1]])
+    rows = np.ascontiguousarray(np.vstack([coefficients, x[:, -1]]).T)
     trials = 2 + int(math.log(k))
     centres = np.empty((k, points.shape[1]), dtype=np.float32)
     draw = _Sampler(len(points))
