@@ -83,41 +83,46 @@ def compress(
     on the data and the arguments, never on the machine, so the output is
     the same everywhere.
     """
+    return b"".join(_in_threads(_pieces(data, method, extreme, fast, strips)))
+
+
+def _pieces(data: bytes, method: int, extreme: bool, fast: bool, strips: int) -> list:
+    """The work of :func:`compress` as calls whose results, joined, are the stream."""
     if method == layout.STORED:
-        return data
+        return [lambda: data]
     if method == layout.ZLIB:
-        return zlib.compress(data, 9)
-    if method == layout.XZ:
-        options = _XZ_FAST if fast else {"preset": _XZ_PRESETS[extreme]}
-        count = max(1, strips, -(-len(data) // XZ_STRIP))
-        step = max(1, -(-len(data) // count))
-        pieces = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
-        # A dictionary larger than the strip finds no more matches; sized to
-        # the strip, it costs less to set up (about a sixth of the time at
-        # 512 x 512) and less memory to decode.
-        dictionary = max(1 << 12, 1 << (step - 1).bit_length())
-        filters = [{"id": lzma.FILTER_LZMA2, **options, **_XZ_OPTIONS, "dict_size": dictionary}]
-
-        def one(strip: bytes) -> bytes:
-            return lzma.compress(
-                strip, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters
-            )
-
-        return b"".join(_in_threads(one, pieces))
+        return [lambda: zlib.compress(data, 9)]
     if method == layout.BZIP2:
-        return bz2.compress(data, 9)
-    raise ValueError(f"unknown compression method {method}")
+        return [lambda: bz2.compress(data, 9)]
+    if method != layout.XZ:
+        raise ValueError(f"unknown compression method {method}")
+    options = _XZ_FAST if fast else {"preset": _XZ_PRESETS[extreme]}
+    count = max(1, strips, -(-len(data) // XZ_STRIP))
+    step = max(1, -(-len(data) // count))
+    # A dictionary larger than the strip finds no more matches; sized to
+    # the strip, it costs less to set up (about a sixth of the time at
+    # 512 x 512) and less memory to decode.
+    dictionary = max(1 << 12, 1 << (step - 1).bit_length())
+    filters = [{"id": lzma.FILTER_LZMA2, **options, **_XZ_OPTIONS, "dict_size": dictionary}]
+
+    def one(strip: bytes) -> bytes:
+        return lzma.compress(strip, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters)
+
+    strips_of_data = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
+    return [lambda strip=strip: one(strip) for strip in strips_of_data]
 
 
-def _in_threads(function, items: list, *, parallel: bool = True) -> list:
-    """``[function(item) for item in items]``, in parallel threads when there are several.
+def _in_threads(calls: list, *, parallel: bool = True) -> list:
+    """The results of ``calls``, made in parallel threads when there are several.
 
-    Worth it for the codecs, which release the GIL while they work.
+    Worth it for the codecs, which release the GIL while they work. One pool
+    for all the work: pools started inside other pools' threads cost more
+    than they save.
     """
-    if len(items) < 2 or not parallel:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(min(len(items), os.cpu_count() or 1)) as pool:
-        return list(pool.map(function, items))
+    if len(calls) < 2 or not parallel:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(min(len(calls), os.cpu_count() or 1)) as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]
 
 
 def _engine(method: int):
@@ -194,7 +199,7 @@ def _xz_parallel(data: bytes, size: int) -> bytes | None:
         ok = engine.eof and not engine.unused_data and len(out) == expected
         return out if ok else None
 
-    parts = _in_threads(one, streams)
+    parts = _in_threads([lambda stream=stream: one(stream) for stream in streams])
     return None if any(p is None for p in parts) else b"".join(parts)
 
 
@@ -270,9 +275,10 @@ def smallest(
     A bit depth of 0 stands for the smallest depth that holds ``k``;
     ``fast`` and ``strips`` go to :func:`compress` for every candidate. Up to
     :data:`PARALLEL_PIXELS` pixels the candidates run in parallel threads
-    (zlib, lzma and bz2 release the GIL); above, one after another, as xz's
-    extreme setting and the context coder each need hundreds of megabytes
-    there. Ties go to the earlier candidate, so the choice is deterministic.
+    (zlib, lzma and bz2 release the GIL); above, one after another (each
+    one's xz strips still in parallel), as xz's extreme setting and the
+    context coder each need hundreds of megabytes there. Ties go to the
+    earlier candidate, so the choice is deterministic.
     """
     packed: dict[int, bytes] = {}
     jobs = []
@@ -282,13 +288,17 @@ def smallest(
             packed[depth] = pack_rows(indices, depth)
         jobs.append((method, depth, extreme))
 
-    def run(job: tuple[int, int, bool]) -> bytes:
-        method, depth, extreme = job
-        if method == layout.CONTEXT:
-            return context.encode(indices, k)
-        return compress(packed[depth], method, extreme=extreme, fast=fast, strips=strips)
-
-    streams = _in_threads(run, jobs, parallel=indices.size <= PARALLEL_PIXELS)
+    pieces = [
+        [lambda: context.encode(indices, k)]
+        if method == layout.CONTEXT
+        else _pieces(packed[depth], method, extreme, fast, strips)
+        for method, depth, extreme in jobs
+    ]
+    if indices.size <= PARALLEL_PIXELS:  # every candidate's pieces in one pool
+        results = iter(_in_threads([p for ps in pieces for p in ps]))
+        streams = [b"".join(next(results) for _ in ps) for ps in pieces]
+    else:  # one candidate at a time, its xz strips still in parallel
+        streams = [b"".join(_in_threads(ps)) for ps in pieces]
     best = min(range(len(jobs)), key=lambda i: (len(streams[i]), i))
     return jobs[best][0], jobs[best][1], streams[best]
 

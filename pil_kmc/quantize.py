@@ -167,18 +167,18 @@ def cooccurrence_order(result: Quantized) -> np.ndarray:
     touch = touch + touch.T
     np.fill_diagonal(touch, -1)
     start = int(np.argmax(np.bincount(a.ravel(), minlength=k)))
-    chain, used = [start], np.zeros(k, dtype=bool)
-    used[start] = True
+    touch[:, start] = -2  # an entry in the chain is never appended again
+    chain = [start]
     for _ in range(k - 1):
-        right = np.where(used, -2, touch[chain[-1]])
-        left = np.where(used, -2, touch[chain[0]])
-        if right.max() >= left.max():
-            entry = int(np.argmax(right))
+        right, left = touch[chain[-1]], touch[chain[0]]
+        at_right, at_left = int(right.argmax()), int(left.argmax())
+        if right[at_right] >= left[at_left]:
+            entry = at_right
             chain.append(entry)
         else:
-            entry = int(np.argmax(left))
+            entry = at_left
             chain.insert(0, entry)
-        used[entry] = True
+        touch[:, entry] = -2
     return np.array(chain)
 
 

@@ -108,6 +108,19 @@ def test_smallest_tries_every_candidate_and_reports_its_choice():
     assert (method, depth) == (layout.STORED, 2)  # packed rows are smaller when stored
 
 
+def test_smallest_gives_the_same_stream_in_one_pool_or_one_candidate_at_a_time(monkeypatch):
+    plane = np.random.default_rng(1).integers(0, 40, (60, 90), dtype=np.uint8)
+    candidates = ((layout.XZ, 8, False), (layout.BZIP2, 0, False), (layout.ZLIB, 0, False))
+    pooled = codec.smallest(plane, 40, candidates, strips=3)
+    monkeypatch.setattr(codec, "PARALLEL_PIXELS", plane.size - 1)
+    assert codec.smallest(plane, 40, candidates, strips=3) == pooled
+    for i in range(len(candidates)):  # and each stream is the one compress gives
+        method, depth, _ = candidates[i]
+        depth = depth or layout.bit_depth_for(40)
+        alone = codec.compress(codec.pack_rows(plane, depth), method, strips=3)
+        assert codec.smallest(plane, 40, candidates[i : i + 1], strips=3)[2] == alone
+
+
 def test_long_xz_input_becomes_concatenated_streams_that_decode(monkeypatch):
     monkeypatch.setattr(codec, "XZ_STRIP", 1000)
     data = bytes(np.random.default_rng(9).integers(0, 4, 3500, dtype=np.uint8))
