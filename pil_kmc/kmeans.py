@@ -134,7 +134,9 @@ def kmeans_plusplus(
     Each new centre is drawn with probability proportional to weight times
     squared distance to the nearest chosen centre; of ``2 + log(k)`` draws,
     the one that lowers the weighted error most is kept. Distances are
-    measured between the points snapped as in Lloyd's iterations.
+    measured between the points snapped as in Lloyd's iterations, and the
+    trials compared exactly (:func:`_greatest_gain`), so the seeds are the
+    same on every machine.
     """
     # The scores of _closest, with |x|^2 / 2 added on the points' side (as a
     # column) and a 1 on the centres' side (as a row): their product is half
@@ -161,11 +163,37 @@ def kmeans_plusplus(
             centres[i:] = centres[0]
             break
         np.matmul(rows[draws], columns, out=candidate)
+        # How much nearer each trial would bring every point (exact half-integers).
         np.minimum(candidate, nearest, out=candidate)
-        best = int(np.argmin(candidate @ weights32))
+        np.subtract(nearest, candidate, out=candidate)
+        best = _greatest_gain(candidate, weights32, weights)
         centres[i] = points[draws[best]]
-        nearest[:] = candidate[best]
+        nearest -= candidate[best]
     return centres
+
+
+def _greatest_gain(gains: np.ndarray, weights32: np.ndarray, weights: np.ndarray) -> int:
+    """The row of ``gains`` with the greatest weighted sum, exactly; ties to the lowest row.
+
+    ``gains`` holds non-negative half-integers below 2**23 and ``weights``
+    integer counts, so the exact sums are multiples of a half below 2**52
+    (for fewer than 2**28 pixels), which float64 holds. A float32 product
+    ranks the rows quickly, but its rounding depends on the order in which
+    the matrix code adds (a BLAS detail that varies between machines). Its
+    error is at most about one unit in the last place per term, as every
+    term is non-negative; the rows it cannot tell from the greatest by more
+    than that are summed again in float64, exactly. So the same row wins on
+    every machine. (Gains, not the errors they leave: those differ by a
+    fraction of a percent at the last draws, within float32's error bound.)
+    """
+    totals = gains @ weights32
+    high = float(totals.max())
+    slack = (len(weights) + 2) * 2.0**-23  # twice the bound, with room to spare
+    near = np.flatnonzero(totals >= high * (1 - slack) / (1 + slack))
+    if len(near) == 1:
+        return int(near[0])
+    exact = gains[near].astype(np.float64) @ weights
+    return int(near[np.argmax(exact)])
 
 
 class _Sampler:

@@ -209,6 +209,37 @@ def test_plusplus_seeds_rank_exactly_on_the_snapped_grid():
     assert sorted(centres[:, 0].tolist()) == [0, 200]
 
 
+def test_plusplus_trials_are_compared_by_exact_sums():
+    # float32 rounds both sums to 4,194,304,000; exactly, the second is half a unit more.
+    gains = np.array([[2.0**22, 0.0], [2.0**22, 0.5]], np.float32)
+    weights = np.array([1000.0, 1.0])
+    assert np.argmax(gains @ weights.astype(np.float32)) == 0
+    assert kmeans._greatest_gain(gains, weights.astype(np.float32), weights) == 1
+
+
+@given(
+    st.integers(1, 6).flatmap(
+        lambda rows: st.tuples(
+            st.lists(st.integers(-1, 1), min_size=rows, max_size=rows),
+            st.lists(st.integers(1, 2**22), min_size=1, max_size=40),
+            st.integers(0, 2**32 - 1),
+        )
+    )
+)
+def test_greatest_gain_matches_integer_arithmetic(case):
+    # Rows are near-copies of one another (duplicates and one-unit changes),
+    # where float32 sums cannot tell them apart.
+    changes, weights, seed = case
+    rng = np.random.default_rng(seed)
+    doubled = rng.integers(0, 2**24, len(weights))  # twice the gains: integers
+    rows = [doubled + change * (rng.random(len(weights)) < 0.2) for change in changes]
+    rows = np.clip(rows, 0, 2**24 - 1)
+    exact = [sum(int(g) * x for g, x in zip(row, weights, strict=True)) for row in rows]
+    w = np.array(weights, np.float64)
+    got = kmeans._greatest_gain((rows / 2).astype(np.float32), w.astype(np.float32), w)
+    assert got == exact.index(max(exact))
+
+
 def stages_of(sizes):
     return [(np.zeros((n, 3), np.float32), np.ones(n)) for n in sizes]
 
