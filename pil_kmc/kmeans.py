@@ -60,10 +60,16 @@ _SNAP_RANGE = (-128, 383)
 # and the size (points x clusters) up to which the exact colours get a stage.
 _CHEAP_STAGE_WORK = 5_000_000
 _EXACT_STAGE_WORK = 1_000_000
-# Matrix products are cut into blocks of at most this many multiply-adds:
-# OpenBLAS (numpy's) computes those in the calling thread, and waking its other
-# threads for a larger product cost more than they saved here (3.5 against
-# 1.7 ms for 16k points and 256 centroids); the scores of a block stay in cache.
+# Matrix products are cut into blocks of at most this many multiply-adds, and
+# dot products of long vectors go through einsum (numpy's own loops), so that
+# OpenBLAS (numpy's) computes them all in the calling thread. It hands larger
+# ones to worker threads (measured here: matrix products from 2**19
+# multiply-adds, matrix-vector from about 460,000 elements, dot products from
+# 10,000), which then spin at full speed for about 0.1 s, waiting for more.
+# That took the second core from the index coder's threads that follow the
+# clustering (coding took 6-13 ms longer at k = 256, 2-7% of a whole save) and
+# saved little: 3.5 against 1.7 ms for 16k points and 256 centroids in one
+# product. The scores of a block also stay in cache.
 _PRODUCT_WORK = 1 << 18
 # The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
@@ -151,7 +157,8 @@ def kmeans_plusplus(
     draw.mass[:] = weights
     first = int(draw(rng.random(1))[0])
     centres[0] = points[first]
-    nearest = rows[first] @ columns
+    nearest = np.empty(len(points), dtype=np.float32)
+    matmul(rows[first : first + 1], columns, nearest[None])
     weights32 = weights.astype(np.float32)
     twice = 2 * weights
     # Reused by every draw: fresh arrays of this size cost page faults.
@@ -162,7 +169,7 @@ def kmeans_plusplus(
         if draws is None:  # every point already sits on a centre
             centres[i:] = centres[0]
             break
-        np.matmul(rows[draws], columns, out=candidate)
+        matmul(rows[draws], columns, candidate)
         # How much nearer each trial would bring every point (exact half-integers).
         np.minimum(candidate, nearest, out=candidate)
         np.subtract(nearest, candidate, out=candidate)
@@ -186,14 +193,45 @@ def _greatest_gain(gains: np.ndarray, weights32: np.ndarray, weights: np.ndarray
     every machine. (Gains, not the errors they leave: those differ by a
     fraction of a percent at the last draws, within float32's error bound.)
     """
-    totals = gains @ weights32
+    totals = _weighted_sums(gains, weights32)
     high = float(totals.max())
     slack = (len(weights) + 2) * 2.0**-23  # twice the bound, with room to spare
     near = np.flatnonzero(totals >= high * (1 - slack) / (1 + slack))
     if len(near) == 1:
         return int(near[0])
-    exact = gains[near].astype(np.float64) @ weights
+    exact = _weighted_sums(gains[near].astype(np.float64), weights)
     return int(near[np.argmax(exact)])
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` (2-D) in blocks of at most _PRODUCT_WORK multiply-adds, computed in this thread.
+
+    The blocks run along ``a``'s rows or ``b``'s columns, whichever are more,
+    so each output element is still the dot product of a whole row and column.
+    """
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    by_rows = a.shape[0] > b.shape[1]
+    length, across = (a.shape[0], b.shape[1]) if by_rows else (b.shape[1], a.shape[0])
+    most = max(1, _PRODUCT_WORK // (a.shape[1] * across or 1))
+    blocks = max(1, -(-length // most))
+    step = max(1, -(-length // blocks))  # equal blocks: no small one at the end
+    for start in range(0, length, step):
+        part = slice(start, start + step)
+        if by_rows:
+            np.matmul(a[part], b, out=out[part])
+        else:
+            np.matmul(a, b[:, part], out=out[:, part])
+    return out
+
+
+def _weighted_sums(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``rows @ weights``, summed over blocks of at most _PRODUCT_WORK products."""
+    step = max(1, _PRODUCT_WORK // len(rows))
+    totals = rows[:, :step] @ weights[:step]
+    for start in range(step, len(weights), step):
+        totals += rows[:, start : start + step] @ weights[start : start + step]
+    return totals
 
 
 class _Sampler:
@@ -269,13 +307,13 @@ def lloyd(
     snapped = _with_ones(_snap(points))
     # Squared distances in snapped units are |x|^2 + 2 * score (see _closest).
     squares = (snapped[:, :-1].astype(np.float64) ** 2).sum(axis=1)
-    spread = float(weights @ squares)
+    spread = float(np.einsum("i,i", weights, squares))
     centroids = centroids.astype(np.float32)
     weighted = [weights * points[:, c] for c in range(channels)]
     relaxation, error = RELAXATION, np.inf
     for _ in range(max_iter):
         labels, score = _closest(snapped, _snap(centroids))
-        new_error = spread + 2 * float(weights @ score)
+        new_error = spread + 2 * float(np.einsum("i,i", weights, score))
         if new_error > error:
             relaxation = 1.0
         error = new_error

@@ -257,7 +257,7 @@ def to_oklab(colours: np.ndarray) -> np.ndarray:
     """(M, 3 or 4) uint8 sRGB(A) -> float32 Oklab(A) times 255."""
     c = colours[:, :3].astype(np.float64) / 255
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    lab = np.cbrt(linear @ _M1.T) @ _M2.T * 255
+    lab = kmeans.matmul(np.cbrt(kmeans.matmul(linear, _M1.T)), _M2.T) * 255
     return np.hstack([lab, colours[:, 3:].astype(np.float64)]).astype(np.float32)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -266,3 +268,34 @@ def test_encoder_defaults_match_the_kmeans_module():
 
     assert SaveOptions().max_iter == kmeans.DEFAULT_MAX_ITER
     assert SaveOptions().tol == kmeans.DEFAULT_TOL
+
+
+@given(
+    st.integers(1, 40),
+    st.integers(1, 8),
+    st.integers(1, 30_000),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_matmul_in_blocks_is_the_whole_product(rows, inner, columns, transpose, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-300, 300, (rows, inner)).astype(np.float32)  # exact in float32
+    b = rng.integers(-300, 300, (inner, columns)).astype(np.float32)
+    if transpose:  # long a, short b: blocks of a's rows
+        a, b = b.T.copy(), a.T.copy()
+    with mock.patch.object(np, "matmul", wraps=np.matmul) as spy:
+        product = kmeans.matmul(a, b)
+    calls = [x.shape[0] * x.shape[1] * y.shape[1] for (x, y), _ in spy.call_args_list]
+    assert np.array_equal(product, a @ b)
+    smallest_piece = min(a.shape[0], b.shape[1]) * a.shape[1]  # one row or column
+    assert max(calls) <= max(kmeans._PRODUCT_WORK, smallest_piece)
+    assert sum(calls) == a.shape[0] * a.shape[1] * b.shape[1]
+
+
+def test_weighted_sums_in_blocks_are_exact():
+    rng = np.random.default_rng(1)
+    n = 3 * kmeans._PRODUCT_WORK // 7 + 11  # four blocks for 7 rows
+    rows = rng.integers(0, 1000, (7, n)).astype(np.float64)
+    weights = rng.integers(0, 1000, n).astype(np.float64)
+    expected = [sum(int(r) * int(w) for r, w in zip(row, weights, strict=True)) for row in rows]
+    assert kmeans._weighted_sums(rows, weights).tolist() == expected

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -145,3 +151,34 @@ def test_cooccurrence_order_puts_touching_entries_side_by_side():
     )
     order = quantize.cooccurrence_order(q).tolist()
     assert abs(order.index(0) - order.index(2)) == 1
+
+
+def _other_threads_cpu_ns() -> int:
+    """CPU time so far of this process's threads other than the calling one (Linux)."""
+    me, total = str(threading.get_native_id()), 0
+    for task in Path("/proc/self/task").iterdir():
+        if task.name != me:
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+@pytest.mark.parametrize("colorspace", ["rgb", "oklab"])
+def test_quantizing_leaves_blas_worker_threads_asleep(colorspace):
+    # OpenBLAS's workers, once woken by a large product, spin for tens of
+    # milliseconds and take the second core from the index coder's threads.
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("per-thread CPU times are read from Linux's /proc")
+    big = np.ones((600, 600))
+    before = _other_threads_cpu_ns()
+    big @ big  # control: a product this large wakes them, if there are any
+    time.sleep(0.3)  # ... and lets them fall asleep again
+    if _other_threads_cpu_ns() - before < 1_000_000:
+        pytest.skip("numpy's BLAS computes in the calling thread here")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:384, 0:384]
+    smooth = np.stack([x * 0.6, y * 0.6, (x + y) * 0.3], axis=2)
+    pixels = np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
+    before = _other_threads_cpu_ns()
+    quantize.quantize(pixels, 256, colorspace=colorspace)
+    assert _other_threads_cpu_ns() - before < 1_000_000
