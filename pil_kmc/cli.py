@@ -288,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
         choices=tuple(layout.COMPRESSION_NAMES.values()),
         help="force one index stream compression (default: the smaller of xz and bzip2)",
     )
-    e.add_argument("--seed", type=int, default=0, help="k-means++ seed (default 0)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the seeding draws (default 0)")
     e.add_argument("--skip-if-larger", action="store_true", help="keep no output larger than IN")
     e.add_argument("-f", "--force", action="store_true", help="replace existing outputs")
     e.add_argument("-v", "--verbose", action="store_true", help="report every file")

@@ -7,8 +7,10 @@ occupied cells of a coarse colour grid (at most 4,096 here), each represented
 by the weighted mean of its colours; the centroid update stays exact for
 every cell whose colours all fall in one cluster. So the clustering runs:
 
-1. k-means++ seeding (weighted) on the coarsest grid with enough cells
-   per cluster (see :func:`_seed_stage`);
+1. seeding on the coarsest grid with enough cells per cluster (see
+   :func:`_seed_stage`): greedy k-means++ (weighted), or, when points times
+   clusters are many, k-means|| (:func:`kmeans_parallel`), which draws
+   about 4k candidates in two sweeps and runs k-means++ on those;
 2. over-relaxed Lloyd iterations on that grid, then on grids twice, four
    and eight times finer per channel than the coarse one (or on the
    distinct colours themselves once a grid would not halve their number);
@@ -19,7 +21,7 @@ centroid moves more than ``tol`` colour levels. The seeding stage gets
 a quarter of them and the finest, the costliest, an eighth. Centroid
 updates are weighted sums with :func:`numpy.bincount`.
 
-Every ranking of points by distance (the k-means++ draws, Lloyd's
+Every ranking of points by distance (the seeding draws, Lloyd's
 assignments, the final palette lookup) is one matrix product per block of
 points, ``|c|^2 / 2 - x.c``, on integers that float32 holds exactly (see
 :func:`_closest`). It gives the labels :func:`scipy.cluster.vq.vq` gives
@@ -49,6 +51,15 @@ DEFAULT_TOL = 0.02
 #: Over-relaxation factor of Lloyd's update (1 is plain Lloyd).
 RELAXATION = 1.9
 _SEED_POINTS_PER_CLUSTER = 32
+# k-means|| replaces k-means++ from this many points times clusters (k = 256 on
+# 4,096 points), in this many sweeps, each drawing about this many times k
+# candidates (Bahmani et al. suggest 2). On the bench photographs at k = 256 it
+# takes a fifth less quantization time (median 0.78x) for the same PSNR
+# (+0.002 dB median over six seeds, -0.009 dB at worst); below, k-means++
+# costs little anyway.
+_PARALLEL_SEED_WORK = 1 << 20
+_PARALLEL_SWEEPS = 2
+_OVERSAMPLING = 2
 _VQ_UP_TO = 64
 # k-means++ and Lloyd's iterations rank points and centroids on a grid of
 # 1/_SNAP[channels] colour levels, clipped to _SNAP_RANGE levels: the largest
@@ -177,6 +188,62 @@ def kmeans_plusplus(
         centres[i] = points[draws[best]]
         nearest -= candidate[best]
     return centres
+
+
+def kmeans_parallel(
+    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """k-means|| seeding (Bahmani et al., "Scalable k-means++", 2012), weighted.
+
+    k-means++ draws its k centres one after another, each draw a pass over
+    every point. k-means|| instead draws many candidates per pass: after a
+    first point drawn by weight, each sweep keeps every point independently
+    with probability ``_OVERSAMPLING * k`` times its share of the weighted
+    squared error left, so a few sweeps cover the histogram as k-means++
+    would, far from the candidates so far. Each candidate is then weighted
+    by the points nearest to it, and greedy k-means++
+    (:func:`kmeans_plusplus`) picks the k centres among the (about 4k)
+    candidates. Distances are exact, as in Lloyd's iterations, so the seeds
+    are the same on every machine.
+    """
+    chosen, owned = _candidates(points, weights, k, rng)
+    if len(chosen) <= k:  # too few to choose from (few distinct points): draw from all
+        return kmeans_plusplus(points, weights, k, rng)
+    return kmeans_plusplus(points[chosen], owned, k, rng)
+
+
+def _candidates(
+    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sweeps of :func:`kmeans_parallel`: candidate indices and the weight each is nearest to.
+
+    Candidates nearest to no weight (a copy of an earlier one) are left out.
+    """
+    x = _with_ones(_snap(points))
+    half = (x[:, :-1].astype(np.float64) ** 2).sum(axis=1) / 2  # |x|^2 / 2, exact
+    draw = _Sampler(len(points))
+    draw.mass[:] = weights
+    first = int(draw(rng.random(1))[0])
+    chosen = np.array([first])
+    # Half the squared distance to the nearest candidate (exact), and which one.
+    nearest = half + _closest(x, x[chosen, :-1])[1]
+    owner = np.zeros(len(points), dtype=np.intp)
+    for _ in range(_PARALLEL_SWEEPS):
+        error = weights * nearest  # exact integers: the same on every machine
+        total = float(error.sum())
+        if total <= 0:  # every point is a candidate already
+            break
+        new = np.flatnonzero(rng.random(len(points)) * total < _OVERSAMPLING * k * error)
+        if len(new) == 0:
+            continue
+        labels, score = _closest(x, x[new, :-1])
+        distance = half + score
+        nearer = distance < nearest  # ties stay with the earlier candidate
+        nearest[nearer] = distance[nearer]
+        owner[nearer] = len(chosen) + labels[nearer]
+        chosen = np.concatenate([chosen, new])
+    owned = np.bincount(owner, weights=weights, minlength=len(chosen))
+    return chosen[owned > 0], owned[owned > 0]
 
 
 def _greatest_gain(gains: np.ndarray, weights32: np.ndarray, weights: np.ndarray) -> int:
@@ -413,7 +480,10 @@ def cluster(
     start = _seed_stage(stages, values, k)
     stages = stages[start:]
     seed_points, seed_weights = stages[0]
-    centroids = kmeans_plusplus(seed_points, seed_weights, k, rng)
+    if len(seed_points) * k >= _PARALLEL_SEED_WORK:
+        centroids = kmeans_parallel(seed_points, seed_weights, k, rng)
+    else:
+        centroids = kmeans_plusplus(seed_points, seed_weights, k, rng)
     last = len(stages) - 1
     for i, (points, w) in enumerate(stages):
         if i == 0:

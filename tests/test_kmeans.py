@@ -66,6 +66,65 @@ def test_plusplus_picks_distinct_points_when_there_are_enough():
     assert len({tuple(c) for c in centres.tolist()}) == 32
 
 
+def lattice_blobs(rng, per_side=4, n=300, spread=3.0):
+    """per_side**3 tight blobs of colours, 64 levels apart, and their centres."""
+    levels = 32 + 64 * np.arange(per_side)
+    centres = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    return blobs(rng, centres.astype(float), n, spread), centres
+
+
+def test_parallel_seeding_puts_one_seed_in_every_blob():
+    # 64 equal blobs: drawing 64 points by weight alone almost surely misses
+    # some; drawing by squared distance (k-means|| and k-means++) does not.
+    rng = np.random.default_rng(3)
+    colours, centres = lattice_blobs(rng)
+    seeds = kmeans.kmeans_parallel(colours.astype(np.float32), np.ones(len(colours)), 64, rng)
+    blob = np.argmin(((seeds[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    assert sorted(blob.tolist()) == list(range(64))
+
+
+def test_parallel_seeding_picks_distinct_points_and_depends_on_the_seed():
+    points = np.random.default_rng(4).integers(0, 256, (6000, 3)).astype(np.float32)
+    weights = np.ones(6000)
+
+    def seeds(seed):
+        return kmeans.kmeans_parallel(points, weights, 200, np.random.default_rng(seed))
+
+    a = seeds(0)
+    assert len({tuple(c) for c in a.tolist()}) == 200
+    assert set(map(tuple, a.tolist())) <= set(map(tuple, points.tolist()))
+    assert np.array_equal(a, seeds(0)) and not np.array_equal(a, seeds(1))
+
+
+@given(st.integers(1, 4), st.integers(2, 400), st.integers(1, 64), st.integers(0, 2**32 - 1))
+def test_candidates_carry_the_weight_of_the_points_nearest_to_them(channels, n, k, seed):
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 256, (n, channels)).astype(np.float32)
+    weights = rng.integers(1, 100, n).astype(np.float64)
+    chosen, owned = kmeans._candidates(points, weights, k, rng)
+    assert len(set(chosen.tolist())) == len(chosen) and (owned > 0).all()
+    # Every point's weight goes to its nearest candidate on the snapped grid
+    # (exact integers), ties to the earliest candidate.
+    snapped = kmeans._snap(points).astype(np.int64)
+    d2 = ((snapped[:, None, :] - snapped[chosen][None]) ** 2).sum(-1)
+    expected = np.bincount(d2.argmin(axis=1), weights=weights, minlength=len(chosen))
+    assert owned.tolist() == expected.tolist()
+
+
+def test_cluster_seeds_by_kmeans_parallel_only_when_points_times_clusters_are_many(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        kmeans, "kmeans_parallel", lambda *a: calls.append(len(a[0])) or kmeans.kmeans_plusplus(*a)
+    )
+    rng = np.random.default_rng(5)
+    colours = rng.integers(0, 256, (20000, 3), dtype=np.uint8)
+    counts = np.ones(20000, np.int64)
+    kmeans.cluster(colours, counts, 8)
+    assert calls == []
+    kmeans.cluster(colours, counts, 256)
+    assert calls and calls[0] * 256 >= kmeans._PARALLEL_SEED_WORK
+
+
 def test_empty_cluster_is_reseeded_at_the_worst_served_point():
     points = np.array([[0, 0, 0], [1, 0, 0], [100, 0, 0]], np.float32)
     # The second centroid is far from every point: its cluster is empty.
