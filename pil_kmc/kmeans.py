@@ -263,7 +263,7 @@ def _greatest_gain(gains: np.ndarray, weights32: np.ndarray, weights: np.ndarray
     totals = _weighted_sums(gains, weights32)
     high = float(totals.max())
     slack = (len(weights) + 2) * 2.0**-23  # twice the bound, with room to spare
-    near = np.flatnonzero(totals >= high * (1 - slack) / (1 + slack))
+    near = (totals >= high * (1 - slack) / (1 + slack)).nonzero()[0]
     if len(near) == 1:
         return int(near[0])
     exact = _weighted_sums(gains[near].astype(np.float64), weights)
@@ -278,6 +278,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     """
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    if a.size * b.shape[1] <= _PRODUCT_WORK:  # one block: the common case, made quick
+        return np.matmul(a, b, out=out)
     by_rows = a.shape[0] > b.shape[1]
     length, across = (a.shape[0], b.shape[1]) if by_rows else (b.shape[1], a.shape[0])
     most = max(1, _PRODUCT_WORK // (a.shape[1] * across or 1))
@@ -295,6 +297,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
 def _weighted_sums(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``rows @ weights``, summed over blocks of at most _PRODUCT_WORK products."""
     step = max(1, _PRODUCT_WORK // len(rows))
+    if len(weights) <= step:
+        return rows @ weights
     totals = rows[:, :step] @ weights[:step]
     for start in range(step, len(weights), step):
         totals += rows[:, start : start + step] @ weights[start : start + step]
