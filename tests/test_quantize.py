@@ -165,10 +165,10 @@ def _other_threads_cpu_ns() -> int:
 
 @pytest.mark.parametrize("colorspace", ["rgb", "oklab"])
 def test_quantizing_leaves_blas_worker_threads_asleep(colorspace):
-    # OpenBLAS's workers, once woken by a large product, spin for tens of
-    # milliseconds and take the second core from the index coder's threads.
-    if not Path("/proc/self/task").is_dir():
-        pytest.skip("per-thread CPU times are read from Linux's /proc")
+    # OpenBLAS's workers, once woken by a large product, spin for about 0.1 s
+    # and take the second core from the index coder's threads.
+    if not Path("/proc/thread-self/schedstat").is_file():
+        pytest.skip("per-thread CPU times are read from Linux's /proc/*/task/*/schedstat")
     big = np.ones((600, 600))
     before = _other_threads_cpu_ns()
     big @ big  # control: a product this large wakes them, if there are any
