@@ -78,9 +78,9 @@ _EXACT_STAGE_WORK = 1_000_000
 # multiply-adds, matrix-vector from about 460,000 elements, dot products from
 # 10,000), which then spin at full speed for about 0.1 s, waiting for more.
 # That took the second core from the index coder's threads that follow the
-# clustering (coding took 6-13 ms longer at k = 256, 2-7% of a whole save) and
-# saved little: 3.5 against 1.7 ms for 16k points and 256 centroids in one
-# product. The scores of a block also stay in cache.
+# clustering (coding took 6-13 ms longer on three photos at k = 256, 6-7% of
+# a whole save) and saved little: 3.5 against 1.7 ms for 16k points and 256
+# centroids in one product. The scores of a block also stay in cache.
 _PRODUCT_WORK = 1 << 18
 # The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
