@@ -77,7 +77,11 @@ def measure(method: int, width: int, height: int) -> dict:
         args = [str(method), str(width), str(height), path]
         subprocess.run([sys.executable, "-c", MAKE, *args], check=True, cwd=ROOT)
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True, cwd=ROOT
+            [sys.executable, "-c", CHILD, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
         )
     return json.loads(out.stdout)
 
