@@ -1,6 +1,8 @@
 """Benchmark pil_kmc against the peers, side by side in one run.
 
-    python3 -m pip install -e ".[bench]" && sudo apt-get install pngquant
+    python3 -m pip install ".[bench]"
+    sudo apt-get install --no-install-recommends pngquant \
+        plasma-workspace-wallpapers mate-backgrounds opencv-doc   # photographs: bench/corpus.py
     python3 bench/run.py                 # full corpus, k in 16 64 256 (about 35 min)
     python3 bench/run.py --quick         # two small images, k in 16 256
 
@@ -33,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import corpus  # bench/corpus.py, beside this script
 import numpy as np
 from PIL import Image
 
@@ -94,36 +97,14 @@ print(json.dumps({"wall": wall, "rss_mb": rss, "rc": r.returncode, "err": err}))
 """
 
 
-def corpus(quick: bool, big: bool) -> list[tuple[str, Image.Image]]:
-    """Real photographs and graphics bundled with scikit-image, plus a 9.4 MP resample."""
-    import skimage.data as data
-
-    names = (
-        ["astronaut", "coffee"]
-        if quick
-        else [
-            "astronaut",
-            "coffee",
-            "chelsea",
-            "rocket",
-            "hubble_deep_field",
-            "immunohistochemistry",
-            "camera",
-            "moon",
-            "logo",
-        ]
-    )
-    images = []
-    for name in names:
-        a = getattr(data, name)()
-        im = Image.fromarray(a)
-        if name == "logo":
-            im = im.convert("RGBA")
-        images.append((name, im))
+def images(quick: bool, big: bool) -> list[tuple[str, Image.Image]]:
+    """The corpus (bench/corpus.py): photographs, gray photographs, graphics, and 9.4 MP."""
+    chosen = corpus.quick() if quick else corpus.photographs() + corpus.others()
     if big:
-        astronaut = Image.fromarray(data.astronaut())
-        images.append(("astronaut-3072 (9.4 MP)", astronaut.resize((3072, 3072), Image.LANCZOS)))
-    return images
+        large = corpus.big()
+        if large is not None:
+            chosen.append(large)
+    return chosen
 
 
 def run(cmd: list[str]) -> dict:
@@ -561,7 +542,7 @@ def main() -> None:
     table = encoders()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, im in corpus(args.quick, big=not (args.quick or args.no_big)):
+        for name, im in images(args.quick, big=not (args.quick or args.no_big)):
             bench_image(name, im, ks, table, Path(tmp), 1_000_000, rows)
         starts = startup_times()
         grow = None if args.quick else growth(Path(tmp))
