@@ -68,7 +68,7 @@ class Entry:
         """The image, in ``self.mode``, fitted in ``MAX_SIDE`` x ``MAX_SIDE``."""
         path = self.locate()
         if path is None:
-            raise FileNotFoundError(f"{self.name}: not installed ({self.install})")
+            raise FileNotFoundError(f"not installed ({self.install})")
         with Image.open(path) as im:
             im = im.convert(self.mode)
         if max(im.size) > MAX_SIDE:
