@@ -36,7 +36,7 @@ open(sys.argv[4], "wb").write(data)
 """
 
 CHILD = r"""
-import io, json, resource, sys, time
+import io, json, sys, time
 import numpy as np
 import pil_kmc
 from PIL import Image
@@ -47,17 +47,18 @@ data = open(sys.argv[4], "rb").read()
 header = layout.read_head(io.BytesIO(data)).header
 Image.MAX_IMAGE_PIXELS = None
 
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def status(field):
+    # VmHWM, the peak, starts anew at exec; ru_maxrss would count the parent's memory.
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
 
 Image.open(io.BytesIO(layout.build(header, bytes(6), b""))).close()  # warm up the imports
-before = rss()
+before = status("VmRSS:")
 start = time.perf_counter()
 im = Image.open(io.BytesIO(data))
 im.load()
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM:")
 # The decoded image: Pillow's pixels and its pointer to every row.
 image = w * h + 8 * h
 print(json.dumps({"seconds": seconds, "extra": peak - before - image, "bytes": len(data)}))

@@ -11,6 +11,7 @@ machines are shared; `python3 bench/bounds.py` measures the exact budget at
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,9 @@ bounds = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bounds)
 
 PIXELS = 2_000_000
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="measures memory through /proc (Linux only)"
+)
 
 
 @pytest.mark.parametrize("shape", list(bounds.SHAPES))
