@@ -75,7 +75,7 @@ def _questions(rows: list[list[int]], width: int, k: int):
                 + 8 * (U == UR)
                 + 16 * (L == UR)
                 + 32 * (L == LL)
-                + 64 * (U == up2[x])
+                + 64 * (up2[x] == U)
             )
             found = False
             seen: list[int] = []
@@ -208,7 +208,7 @@ def _decode_strip(data: bytes, width: int, height: int, k: int, bits: int) -> li
                 + 8 * (U == UR)
                 + 16 * (L == UR)
                 + 32 * (L == LL)
-                + 64 * (U == up2[xpos])
+                + 64 * (up2[xpos] == U)
             )
             value = None
             seen: list[int] = []
