@@ -119,7 +119,8 @@ for i in range(n):
         print(f"{i + 1:,} inputs, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 for p in (plane(40, 30, 200), plane(1, 50, 3), plane(50, 1, 256)):
     h, w = p.shape  # the encoders too, on valid planes
-    assert _kmc.context_decode(_kmc.context_encode(p, w, h, 256), w, h, 256, False, bytearray(w * h)) == 0
+    stream = _kmc.context_encode(p, w, h, 256)
+    assert _kmc.context_decode(stream, w, h, 256, False, bytearray(w * h)) == 0
 names = {v: k for k, v in vars(_kmc).items() if isinstance(v, int) and k.isupper()}
 print(f"inputs: {n:,} (seed {seed}) in {time.perf_counter() - start:.0f} s, no sanitizer report")
 for (kind, code), count in sorted(counts.items()):
