@@ -220,14 +220,14 @@ def test_gray_levels_keep_ascending_order(tmp_path):
 
 @pytest.mark.parametrize(
     "mode, value",
-    [("P", 1), ("P", b"\x00\x80"), ("L", 128), ("RGB", (200, 10, 10)), ("1", 255)],
+    [("P", 1), ("P", b"\x00\x80"), ("L", 255), ("RGB", (200, 10, 10)), ("1", 255)],
 )
 def test_transparency_on_save_is_honoured_as_png_does(mode, value):
     im = palette_image(INDICES, PALETTE)
     if mode != "P":
         im = im.convert(mode)
     kmc, png = through(im, "KMC", transparency=value), through(im, "PNG", transparency=value)
-    assert "transparency" in png.info
+    assert "transparency" in png.info and (rgba(png)[..., 3] == 0).any()
     assert np.array_equal(visible(kmc), visible(png))
     if mode == "P":  # index for index, invisible colours included
         assert np.array_equal(rgba(kmc), rgba(png))
