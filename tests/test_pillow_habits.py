@@ -218,6 +218,20 @@ def test_gray_levels_keep_ascending_order(tmp_path):
     assert palette.tolist() == sorted(levels.tolist())
 
 
+def test_an_exact_palette_reaches_any_quality_its_invisible_colours_included():
+    # Entry 2 is transparent but red: a colour nobody sees is no error.
+    im = palette_image(INDICES, PALETTE, transparency=2)
+    out = through(im, "KMC", quality=(60, 100))
+    assert np.array_equal(np.asarray(out), INDICES) and np.array_equal(rgba(out), rgba(im))
+
+
+def test_the_npz_layout_keeps_the_palette_and_alpha_too():
+    im = palette_image(INDICES, PALETTE, transparency=b"\xff\x80\x00\xff")
+    out = through(im, "KMCNPZ")
+    assert out.info["transparency"] == b"\xff\x80\x00\xff"
+    assert np.array_equal(np.asarray(out), INDICES) and np.array_equal(rgba(out), rgba(im))
+
+
 @pytest.mark.parametrize(
     "mode, value",
     [("P", 1), ("P", b"\x00\x80"), ("L", 255), ("RGB", (200, 10, 10)), ("1", 255)],
