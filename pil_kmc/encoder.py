@@ -78,7 +78,8 @@ class SaveOptions:
     compression: str | None = None  # None: the smallest of the default candidates
     optimize: bool = False
     chunks: tuple[tuple[bytes, bytes], ...] = ()
-    # The save parameter, else the image's info["transparency"], as the PNG plugin takes it.
+    # As the PNG plugin takes it: the save parameter, else info["transparency"];
+    # None also falls back on the image's own info when the image is quantized.
     transparency: int | bytes | tuple[int, ...] | None = None
 
 
@@ -217,10 +218,12 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
 
     if im.width == 0 or im.height == 0:
         raise ValueError("cannot save an empty image as KMC")
-    array, channels = pixels.to_array(im, options.transparency)
+    # Options made without the image's info still honour its transparency.
+    transparency = pixels.FROM_INFO if options.transparency is None else options.transparency
+    array, channels = pixels.to_array(im, transparency)
     own = None  # a palette image's own palette and indices, kept exactly when they fit
     if im.mode == "P":
-        palette = pixels.own_palette(im, options.transparency)
+        palette = pixels.own_palette(im, transparency)
         own = quantize.Quantized(palette, np.asarray(im, dtype=np.uint8))
     if options.dither and channels not in (layout.GRAY, layout.RGB):
         raise ValueError("dither is supported for images without alpha (L, RGB and P)")

@@ -1,16 +1,16 @@
 """Mode rules: which Pillow modes are stored how, and how they open again.
 
-=========================  ===========  =======================
-Pillow mode when saving    colour model  Pillow mode when opened
-=========================  ===========  =======================
-``1``, ``L``, ``I;16…``    G (gray)      ``L``
-``LA``, ``La``             GA            ``LA``
-``RGB``, ``RGBX``,         RGB           ``P`` (RGB palette)
-``CMYK``, ``YCbCr``,
-``LAB``, ``HSV``, ``P``
-``RGBA``, ``RGBa``, ``PA``,  RGBA          ``P`` (RGB palette and
-``P`` with transparency                  ``info["transparency"]``)
-=========================  ===========  =======================
+=============================  ============  ==============================
+Pillow mode when saving        colour model  Pillow mode when opened
+=============================  ============  ==============================
+``1``, ``L``, ``I;16…``        G (gray)      ``L``
+``LA``, ``La``                 GA            ``LA``
+``RGB``, ``RGBX``, ``CMYK``,   RGB           ``P`` (RGB palette)
+``YCbCr``, ``LAB``, ``HSV``,
+``P``
+``RGBA``, ``RGBa``, ``PA``,    RGBA          ``P`` (RGB palette and
+``P`` with transparency                      ``info["transparency"]``)
+=============================  ============  ==============================
 
 ``CMYK``, ``YCbCr``, ``LAB`` and ``HSV`` are converted to RGB by Pillow's
 own ``convert("RGB")``. ``I;16`` and its variants (16-bit gray, as 16-bit

@@ -2,6 +2,8 @@
 
 The pipeline, each step vectorised:
 
+0. a palette image that uses no more entries than clusters keeps its own
+   palette and indices (:func:`exact`), and the steps below are skipped;
 1. pack every pixel's channels into one integer key;
 2. histogram the keys (distinct colours and their counts);
 3. if there are no more distinct colours than clusters, the palette is the

@@ -225,6 +225,15 @@ def test_an_exact_palette_reaches_any_quality_its_invisible_colours_included():
     assert np.array_equal(np.asarray(out), INDICES) and np.array_equal(rgba(out), rgba(im))
 
 
+def test_options_made_without_info_still_honour_the_images_transparency():
+    from pil_kmc import encoder
+
+    im = palette_image(INDICES, PALETTE, transparency=2)
+    result, channels = encoder.quantize_image(im, encoder.save_options({}))
+    assert channels == 4 and result.user_order
+    assert result.palette[:, 3].tolist() == [255, 255, 0, 255]
+
+
 def test_the_npz_layout_keeps_the_palette_and_alpha_too():
     im = palette_image(INDICES, PALETTE, transparency=b"\xff\x80\x00\xff")
     out = through(im, "KMCNPZ")
