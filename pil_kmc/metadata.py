@@ -46,7 +46,11 @@ def to_chunks(params: Mapping[str, Any], info: Mapping[str, Any]) -> list[tuple[
     """
     get = params.get  # EXIF, XMP and DPI: only when passed, as PNG does
     chunks = []
-    icc = params["icc_profile"] if "icc_profile" in params else info.get("icc_profile")
+    if "icc_profile" in params:
+        icc = params["icc_profile"]
+    else:  # only a real profile: a tEXt chunk could have posed as one
+        icc = info.get("icc_profile")
+        icc = icc if isinstance(icc, bytes) else None
     if icc:
         chunks.append((ICCP, zlib.compress(_bytes("icc_profile", icc), 9)))
     exif = get("exif")

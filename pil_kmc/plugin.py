@@ -37,11 +37,14 @@ class KmcImageFile(ImageFile.ImageFile):
         header = head.header
         self._size = (header.width, header.height)
         self._mode = _opened_mode(header.channels)
+        transparency = None
         if self._mode == "P":
             self.palette, transparency = _palette(header.channels, head.palette)
-            if transparency is not None:
-                self.info["transparency"] = transparency
         self.info.update(metadata.from_chunks(head.ancillary))
+        # The alpha is the palette's: a tEXt keyword may not pose as it.
+        self.info.pop("transparency", None)
+        if transparency is not None:
+            self.info["transparency"] = transparency
         self.tile = [
             ImageFile._Tile(FORMAT, (0, 0, *self._size), head.index_offset, (header, head.palette))
         ]

@@ -308,6 +308,16 @@ def _pnginfo(key, value):
     return info
 
 
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_a_text_chunk_cannot_pose_as_transparency_or_a_profile(mode):
+    im = Image.new(mode, (2, 2))
+    im.info["icc_profile"] = "not bytes"  # as a tEXt chunk of that name opens
+    kmc = through(im, "KMC", text={"transparency": "9", "icc_profile": "x"})
+    assert kmc.info.get("transparency") != "9"
+    rgba(kmc)  # converts
+    assert "icc_profile" not in through(kmc, "KMC").info  # and a re-save does not fail on it
+
+
 def test_other_info_strings_that_are_not_text_stay_out():
     im = Image.new("L", (2, 2))
     im.info.update({"compression": "tiff_lzw", "x" * 80: "too long a keyword", "n": 3})
