@@ -300,6 +300,21 @@ def test_text_survives_a_re_save():
     assert through(png, "KMC").info["Comment"] == "from png"
 
 
+@given(
+    st.dictionaries(
+        # keywords that name other metadata open as that metadata, not as text
+        st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ", min_size=1, max_size=20)
+        .filter(lambda k: k not in {"exif", "xmp", "dpi", "transparency", "compression"}),
+        st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+        max_size=5,
+    )
+)
+def test_any_text_survives_a_save_and_two_re_saves(text):
+    first = through(Image.new("L", (2, 1)), "KMC", text=text)
+    again = through(through(first, "KMC"), "KMC")
+    assert {k: again.info[k] for k in text} == text
+
+
 def _pnginfo(key, value):
     from PIL import PngImagePlugin
 
@@ -382,6 +397,13 @@ def test_sixteen_bit_gray_is_scaled_to_eight_bits():
     expected = np.rint(ramp / 65535 * 255)
     assert np.array_equal(np.asarray(out), expected)
     assert abs(np.asarray(out).mean() - 127.5) < 0.5
+
+
+@given(st.lists(st.integers(0, 65535), min_size=1, max_size=64))
+def test_any_sixteen_bit_values_scale_to_the_nearest_eight_bit_level(values):
+    ramp = np.array([values], np.uint16)
+    out = np.asarray(through(Image.fromarray(ramp), "KMC")).astype(np.int64)
+    assert (np.abs(out * 65535 - ramp.astype(np.int64) * 255) <= 65535 // 2).all()
 
 
 def test_opened_images_are_one_still_frame(tmp_path):
