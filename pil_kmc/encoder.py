@@ -50,9 +50,15 @@ class SaveOptions:
     compression: str | None = None  # None: the smallest of the default candidates
     optimize: bool = False
     chunks: tuple[tuple[bytes, bytes], ...] = ()
+    # As the PNG plugin takes it: the save parameter, else info["transparency"];
+    # None also falls back on the image's own info when the image is quantized.
+    transparency: int | bytes | tuple[int, ...] | None = None
 
 
-_OPTION_NAMES = tuple(f for f in SaveOptions.__dataclass_fields__ if f != "chunks")
+_OPTION_NAMES = (
+    *(f for f in SaveOptions.__dataclass_fields__ if f not in ("chunks", "transparency")),
+    "colors",  # Pillow's quantize() name for clusters
+)
 
 
 def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -69,6 +75,36 @@ def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, not {value!r}")
     return value
+
+
+def _dither(value: Any) -> bool:
+    """True, False, or Pillow's ``Image.Dither.FLOYDSTEINBERG`` / ``Image.Dither.NONE``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and value in (
+        Image.Dither.NONE,
+        Image.Dither.FLOYDSTEINBERG,
+    ):
+        return value == Image.Dither.FLOYDSTEINBERG
+    raise ValueError(
+        f"dither must be True, False, Image.Dither.FLOYDSTEINBERG or Image.Dither.NONE, "
+        f"not {value!r}"
+    )
+
+
+def _transparency(value: Any) -> int | bytes | tuple[int, ...] | None:
+    """As the PNG plugin takes it: an index or gray level, alpha bytes, or an (r, g, b) colour."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray):
+        return bytes(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(int(v) for v in value)
+    raise ValueError(f"transparency must be an integer, bytes or (r, g, b), not {value!r}")
 
 
 def _number(value: Any) -> bool:
@@ -94,9 +130,10 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
 
     Unknown keys are ignored, as Pillow's plugins ignore other formats'
     options, except near-misses of ours (``cluster=16``), which are surely
-    typos and raise :class:`ValueError`.
+    typos and raise :class:`ValueError`. ``colors`` is another name for
+    ``clusters``, as in ``Image.quantize``.
     """
-    known = _OPTION_NAMES + _METADATA_KEYS
+    known = _OPTION_NAMES + _METADATA_KEYS + ("transparency",)
     for key in params:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
@@ -114,19 +151,29 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
     if colorspace not in COLORSPACES:
         raise ValueError(f"colorspace must be 'rgb' or 'oklab', not {colorspace!r}")
     optimize = _flag("optimize", params.get("optimize", d.optimize))
+    clusters = params.get("clusters", d.clusters)
+    if "colors" in params:
+        if "clusters" in params and params["clusters"] != params["colors"]:
+            raise ValueError("colors is another name for clusters; give one or the other")
+        clusters = params["colors"]
+    if "transparency" in params:
+        transparency = params["transparency"]
+    else:
+        transparency = (info or {}).get("transparency")
     if optimize and "compression" in params:
         raise ValueError("optimize=True chooses the compression itself; give one or the other")
     return SaveOptions(
-        clusters=_integer("clusters", params.get("clusters", d.clusters), 1, 256),
+        clusters=_integer("clusters", clusters, 1, 256),
         quality=_quality(params.get("quality")),
         seed=_integer("seed", params.get("seed", d.seed), 0, 2**64 - 1),
         max_iter=_integer("max_iter", params.get("max_iter", d.max_iter), 1, 10_000),
         tol=float(tol),
         colorspace=colorspace,
-        dither=_flag("dither", params.get("dither", d.dither)),
+        dither=_dither(params.get("dither", d.dither)),
         compression=compression,
         optimize=optimize,
         chunks=tuple(metadata.to_chunks(params, info or {})),
+        transparency=_transparency(transparency),
     )
 
 
@@ -137,11 +184,19 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
     (at most ``options.clusters``); :class:`QualityNotReached` if even
     ``options.clusters`` stays below its minimum.
     """
+    import numpy as np
+
     from . import pixels, quantize  # numpy and scipy only when saving
 
     if im.width == 0 or im.height == 0:
         raise ValueError("cannot save an empty image as KMC")
-    array, channels = pixels.to_array(im)
+    # Options made without the image's info still honour its transparency.
+    transparency = pixels.FROM_INFO if options.transparency is None else options.transparency
+    array, channels = pixels.to_array(im, transparency)
+    own = None  # a palette image's own palette and indices, kept exactly when they fit
+    if im.mode == "P":
+        palette = pixels.own_palette(im, transparency)
+        own = quantize.Quantized(palette, np.asarray(im, dtype=np.uint8))
     if options.dither and channels not in (layout.GRAY, layout.RGB):
         raise ValueError("dither is supported for images without alpha (L, RGB and P)")
 
@@ -157,6 +212,7 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
             tol=options.tol,
             colorspace=options.colorspace,
             dither=options.dither,
+            own=own,
         )
 
     if options.quality is None:
@@ -178,6 +234,8 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         result,
         optimize=options.optimize,
         compression=None if options.compression is None else _COMPRESSIONS[options.compression],
+        # A palette in the user's own order is reordered only when optimize allows it.
+        keep_order=result.user_order and not options.optimize,
     )
     header = layout.Header(
         im.width,
