@@ -258,3 +258,27 @@ def test_threads_decode_different_images_at_once():
     for t in threads:
         t.join()
     assert all(np.array_equal(results[i], planes[i]) for i in range(4))
+
+
+@pytest.mark.parametrize("method", ["context", "strips"])
+def test_truncated_files_load_their_complete_rows_with_load_truncated_images(method, monkeypatch):
+    from PIL import ImageFile
+
+    rng = np.random.default_rng(8)
+    blocks = np.kron(rng.integers(0, 200, (10, 12, 3)), np.ones((6, 6, 1), np.int64))
+    im = Image.fromarray(blocks.astype(np.uint8))
+    buffer = io.BytesIO()
+    im.save(buffer, "KMC", clusters=40, compression=method)
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as whole:
+        expected = np.asarray(whole)
+    cut = data[: len(data) - 12 - 24]  # no KEND, and the index stream's last 24 bytes lost
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(cut)).load()
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with Image.open(io.BytesIO(cut)) as partial:
+        rows = np.asarray(partial)
+    complete = (rows == expected).all(axis=1)
+    first_bad = int(np.argmin(complete)) if not complete.all() else len(rows)
+    assert 0 < first_bad < len(rows)
+    assert (rows[first_bad:] == 0).all()
