@@ -563,6 +563,8 @@ class _Batch:
         if self.skipped:
             parts.append(f"{self.skipped} skipped as larger")
         parts.append(f"{failed} failed")
+        if self.completed < len(self.jobs):
+            parts.append(f"{len(self.jobs) - self.completed} not done (interrupted)")
         share = f" ({self.bytes_out / self.bytes_in:.1%} of the input)" if self.bytes_in else ""
         print(
             f"{len(self.jobs)} files: {', '.join(parts)}; {self.bytes_in:,} bytes in, "
