@@ -145,6 +145,15 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """Device and inode of an existing file (links followed), or None."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _path_key(path: str) -> str:
     """Where ``path`` lands: its folder resolved (links and ``..``), its own name kept."""
     folder, name = os.path.split(os.path.abspath(path))
@@ -233,7 +242,9 @@ def open_image(path: str, data: bytes) -> Image.Image:
 
 
 def _refuse_same(src: str, dst: str) -> None:
-    if src != "-" and dst != "-" and (_path_key(src) == _path_key(dst) or _same_file(src, dst)):
+    if src == "-" or dst == "-":
+        return
+    if _path_key(src).casefold() == _path_key(dst).casefold() or _same_file(src, dst):
         raise CliError(USAGE, f"{dst}: is the input itself; choose another output")
 
 
@@ -297,7 +308,8 @@ def encode_one(job: EncodeJob) -> Encoded:
     try:
         data = read_input(job.src)
         im = open_image(job.src, data)
-        frames = getattr(im, "n_frames", 1)
+        # MPO's further frames (a camera's previews, stereo views) are no animation.
+        frames = getattr(im, "n_frames", 1) if im.format != "MPO" else 1
         if frames > 1 and not job.first_frame:
             raise CliError(
                 USAGE,
@@ -418,27 +430,30 @@ def plan_jobs(args: argparse.Namespace, params: dict) -> list[EncodeJob]:
         )
         for src in args.inputs
     ]
-    inputs = {_path_key(job.src): job.src for job in jobs if job.src != "-"}
+    # Inputs by name (letter case aside) and by file (hard and symbolic links).
+    by_name = {_path_key(job.src).casefold(): job.src for job in jobs if job.src != "-"}
+    by_file = {_identity(job.src): job.src for job in jobs if job.src != "-"}
+    by_file.pop(None, None)
     seen: dict[str, EncodeJob] = {}
     for job in jobs:
         if job.dst == "-":
             continue
-        key = _path_key(job.dst)
-        if key in inputs or any(_same_file(job.dst, src) for src in args.inputs if src != "-"):
-            source = inputs.get(key, job.dst)
+        key = _path_key(job.dst).casefold()
+        source = by_name.get(key) or by_file.get(_identity(job.dst))
+        if source is not None:
             raise CliError(
                 USAGE,
                 f"{job.dst}: output of {job.src} would overwrite the input "
                 f"{source}; choose another --ext or -o",
             )
-        other = seen.get(key.casefold())
+        other = seen.get(key)
         if other is not None:
             raise CliError(
                 USAGE,
                 f"{other.src} and {job.src} would both be written to "
                 f"{job.dst}; encode them separately or with -o",
             )
-        seen[key.casefold()] = job
+        seen[key] = job
     return jobs
 
 
@@ -827,7 +842,9 @@ def _describe_kmc(path: str, fp, size: int | None) -> str:
     if "xmp" in info:
         extras.append(f"XMP, {len(info['xmp']):,} bytes")
     if "dpi" in info:
-        extras.append("{:g} x {:g} dpi".format(*(round(v, 2) for v in info["dpi"])))
+        # Stored per metre, so 72 dpi comes back as 72.009: say 72.
+        x, y = (round(v) if abs(v - round(v)) < 0.02 else round(v, 2) for v in info["dpi"])
+        extras.append(f"{x:g} x {y:g} dpi")
     known = {b"iCCP", b"eXIf", b"xMPp", b"pHYs", b"tEXt"}
     texts = [
         d.partition(b"\0")[0].decode(errors="replace") for t, d in head.ancillary if t == b"tEXt"

@@ -261,6 +261,15 @@ def test_output_that_is_the_input_is_refused_even_with_force(photo, capsys):
     assert photo.read_bytes() == before
 
 
+def test_an_output_linked_to_the_input_is_refused(photo, tmp_path, capsys):
+    before = photo.read_bytes()
+    alias = tmp_path / "alias.kmc"
+    os.link(photo, alias)
+    assert cli.main(["encode", str(photo), "-o", str(alias), "-f"]) == cli.USAGE
+    assert "would overwrite the input" in one_line_error(capsys.readouterr().err)
+    assert photo.read_bytes() == before
+
+
 def test_an_output_that_is_another_input_is_refused(photo, tmp_path, capsys):
     kmc = tmp_path / "photo.kmc"
     Image.new("RGB", (4, 4)).save(kmc)
