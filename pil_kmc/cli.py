@@ -458,6 +458,10 @@ def plan_jobs(args: argparse.Namespace, params: dict) -> list[EncodeJob]:
 
 
 def _worker_start() -> None:
+    # The workers already share the cores between them: BLAS thread pools
+    # (numpy is imported after this) could only oversubscribe them.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     # The main process handles signals and stops the workers; a worker owns no
     # file, so dying on SIGTERM or SIGHUP loses nothing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -609,7 +613,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
             todo.append(job)
         except CliError as e:
             batch.fail(job, e.status, str(e))
-    workers = min(args.jobs or os.cpu_count() or 1, len(todo))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(args.jobs or cores or 1, len(todo))
     try:
         run_jobs(todo, workers, batch.done)
     finally:
