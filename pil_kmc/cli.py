@@ -482,6 +482,13 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
+def _size(job: EncodeJob) -> int:
+    try:
+        return os.stat(job.src).st_size
+    except (OSError, ValueError):
+        return 0
+
+
 def run_jobs(
     jobs: list[EncodeJob], workers: int, done: Callable[[EncodeJob, Encoded], None]
 ) -> None:
@@ -494,7 +501,9 @@ def run_jobs(
     pool = ProcessPoolExecutor(workers, initializer=_worker_start)
     finished = False
     try:
-        futures = {pool.submit(encode_one, job): job for job in jobs}
+        # Largest first, so that no big file starts last while the other workers idle.
+        largest_first = sorted(jobs, key=_size, reverse=True)
+        futures = {pool.submit(encode_one, job): job for job in largest_first}
         for future in as_completed(futures):
             job = futures[future]
             try:
