@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
@@ -118,3 +120,34 @@ def test_decode_refuses_before_reading(tmp_path, capsys):
     assert "unknown image extension '.unknown'" in capsys.readouterr().err
     assert cli.main(["decode", missing, missing]) == cli.USAGE
     assert "is the input itself" in capsys.readouterr().err
+
+
+def test_decoding_into_a_read_only_folder_is_one_line(tagged, tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", kwargs.get("dir"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)  # what a read-only folder does
+    out = tmp_path / "x.png"
+    assert cli.main(["decode", str(tagged), str(out)]) == cli.FAILED
+    assert capsys.readouterr().err == f"kmc: {out}: cannot write: Permission denied\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_decoding_into_a_really_read_only_folder(tagged, tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert cli.main(["decode", str(tagged), str(folder / "x.png")]) == cli.FAILED
+    finally:
+        folder.chmod(0o755)
+    assert capsys.readouterr().err.endswith(": cannot write: Permission denied\n")
+
+
+def test_decoding_into_a_missing_folder_is_one_line(tagged, tmp_path, capsys):
+    out = tmp_path / "missing" / "x.png"
+    assert cli.main(["decode", str(tagged), str(out)]) == cli.FAILED
+    expected = f"kmc: {out}: cannot write: folder {out.parent} does not exist\n"
+    assert capsys.readouterr().err == expected
