@@ -1035,7 +1035,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     """Options and file names in any order, as pngquant takes them (``kmc encode *.png -k 16``)."""
     p = parser()
     if argv and argv[0] in p.commands:
-        return p.commands[argv[0]].parse_intermixed_args(argv[1:])
+        rest = list(argv[1:])
+        # pngquant's --ext takes the next word even when it starts with a dash.
+        for i in range(len(rest) - 2, -1, -1):
+            if rest[i] == "--ext" and rest[i + 1].startswith("-"):
+                rest[i : i + 2] = [f"--ext={rest[i + 1]}"]
+        return p.commands[argv[0]].parse_intermixed_args(rest)
     return p.parse_args(argv)  # --help, --version and mistakes
 
 

@@ -208,6 +208,11 @@ def test_ext_takes_pngquants_forms(photo, ext, name):
     assert Image.open(photo.parent / name).format == "KMC"
 
 
+def test_ext_takes_a_dash_suffix_as_the_next_word(photo):
+    assert cli.main(["encode", str(photo), "--ext", "-fs8.kmc", "-k", "4"]) == cli.OK
+    assert Image.open(photo.parent / "photo-fs8.kmc").format == "KMC"
+
+
 def test_options_come_before_or_after_the_files(photo):
     assert cli.main(["encode", "-k", "3", str(photo), "--ext", ".a.kmc"]) == cli.OK
     assert len(Image.open(photo.with_suffix(".a.kmc")).getcolors()) == 3
