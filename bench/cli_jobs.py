@@ -1,6 +1,7 @@
 """``kmc encode -j 1`` against ``-j 2`` on 20 photos of 512 x 512, whole processes.
 
     python3 bench/cli_jobs.py [--rounds 5]
+    python3 bench/cli_jobs.py --share    # CPU that 1 and 2 busy processes get in 4 s
 
 The photos are scikit-image's colour and gray samples, each resized whole
 and as a crop of its top-left 3/4. The two settings run alternately, round
@@ -60,10 +61,36 @@ def run(photos: list[str], jobs: int) -> tuple[float, float]:
     return wall, cpu
 
 
+def _spin(queue) -> None:
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        pass
+    queue.put(time.process_time())
+
+
+def share() -> None:
+    """CPU seconds that 1 and then 2 busy processes of this session get in 4 s, twice."""
+    import multiprocessing
+
+    for n in (1, 2, 1, 2):
+        queue = multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_spin, args=(queue,)) for _ in range(n)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        cpu = sum(queue.get() for _ in procs)
+        print(f"{n} busy process(es): {cpu:.2f} CPU s in 4 s; load {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--share", action="store_true", help="only the scheduler's share test")
     args = p.parse_args()
+    if args.share:
+        share()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         photos = make_photos(Path(tmp))
         print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")
