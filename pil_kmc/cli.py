@@ -457,11 +457,15 @@ def plan_jobs(args: argparse.Namespace, params: dict) -> list[EncodeJob]:
     return jobs
 
 
-def _worker_start() -> None:
+def _single_threaded_blas() -> None:
     # The workers already share the cores between them: BLAS thread pools
-    # (numpy is imported after this) could only oversubscribe them.
+    # could only oversubscribe them. (It acts only before numpy is imported.)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+
+def _worker_start() -> None:
+    _single_threaded_blas()
     # The main process handles signals and stops the workers; a worker owns no
     # file, so dying on SIGTERM or SIGHUP loses nothing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -498,6 +502,13 @@ def run_jobs(
             _check_interrupt()
             done(job, encode_one(job))
         return
+    import multiprocessing
+
+    if multiprocessing.get_start_method() == "fork":
+        # Import the encoder's numpy and scipy once, here: forked workers share
+        # it instead of each importing it again.
+        _single_threaded_blas()
+        from . import codec, pixels, quantize  # noqa: F401
     pool = ProcessPoolExecutor(workers, initializer=_worker_start)
     finished = False
     try:
