@@ -103,17 +103,16 @@ def _handling_signals() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _uninterrupted() -> Iterator[None]:
-    """A section that a signal does not cut; the interrupt is raised when it ends."""
+    """A section that a signal does not cut; the next :func:`_check_interrupt` raises it."""
     _Interrupts.depth += 1
     try:
         yield
     finally:
         _Interrupts.depth -= 1
-        if _Interrupts.depth == 0 and _Interrupts.pending is not None:
-            raise Interrupted(_Interrupts.pending)
 
 
 def _check_interrupt() -> None:
+    """Raise a signal held back by :func:`_uninterrupted`, at a point where that is safe."""
     if _Interrupts.pending is not None:
         raise Interrupted(_Interrupts.pending)
 
@@ -476,11 +475,11 @@ def _worker_start() -> None:
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Stop at once: cancel what has not started and end the processes that run."""
-    processes = list(getattr(pool, "_processes", None) or {})  # no public way before 3.14
-    pool.shutdown(wait=False, cancel_futures=True)
-    if hasattr(pool, "terminate_workers"):
+    if hasattr(pool, "terminate_workers"):  # Python 3.14: it shuts the pool down too
         pool.terminate_workers()
         return
+    processes = list(getattr(pool, "_processes", None) or {})  # no public way before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
     for pid in processes:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
@@ -501,6 +500,7 @@ def run_jobs(
         for job in jobs:
             _check_interrupt()
             done(job, encode_one(job))
+        _check_interrupt()
         return
     import multiprocessing
 
@@ -522,6 +522,7 @@ def run_jobs(
             except Exception as e:  # the worker died (killed, out of memory) or could not start
                 result = Encoded(FAILED, f"{job.src}: the worker process failed ({_reason(e)})")
             done(job, result)
+            _check_interrupt()
         finished = True
     finally:
         if finished:
@@ -1061,7 +1062,9 @@ def main(argv: list[str] | None = None) -> int:
     with _handling_signals():
         try:
             args = parse(sys.argv[1:] if argv is None else argv)
-            return args.run(args)
+            status = args.run(args)
+            _check_interrupt()  # a signal held back during the last write
+            return status
         except CliError as e:
             print(f"kmc: {e}", file=sys.stderr)
             return e.status
