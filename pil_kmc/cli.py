@@ -504,7 +504,7 @@ def run_jobs(
         return
     import multiprocessing
 
-    if multiprocessing.get_start_method() == "fork":
+    if multiprocessing.get_start_method() == "fork" and "numpy" not in sys.modules:
         # Import the encoder's numpy and scipy once, here: forked workers share
         # it instead of each importing it again.
         _single_threaded_blas()
