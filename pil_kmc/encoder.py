@@ -23,34 +23,6 @@ if TYPE_CHECKING:
 DEFAULT_CLUSTERS = 256
 COLORSPACES = ("rgb", "oklab")
 _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items()}
-_XZ, _BZIP2, _CONTEXT = layout.XZ, layout.BZIP2, layout.CONTEXT
-# Index stream candidates, as (method, bit depth or 0 for the smallest, extreme);
-# the smallest stream wins. From 17 colours on, xz compresses whole bytes
-# better than packed ones; up to 16, packed rows come within a few percent
-# (-3% to +6% on the bench images) and take xz half the time. bzip2 does
-# best on packed rows. bzip2 decodes at about 30 MB/s, so above _LARGE pixels
-# the default leaves it out to keep decoding fast.
-_DEFAULT_CANDIDATES = ((_XZ, 8, False), (_BZIP2, 0, False))
-_FEW_COLOURS_CANDIDATES = ((_XZ, 0, False), (_BZIP2, 0, False))
-# Above this many pixels the default uses only xz, in its fast setting.
-_LARGE = 4_000_000
-# Below, from 17 colours on, the default cuts xz's input into two strips
-# coded in parallel (a third less coding time on the bench images, for 0.3%
-# more bytes at k = 256 and 0.6% at k = 64), and orders the palette by
-# co-occurrence, which wins back more than that at k = 256 (1.3% smaller).
-_DEFAULT_XZ_STRIPS = 2
-_OPTIMIZE_CANDIDATES = (
-    (_XZ, 8, False),
-    (_XZ, 0, False),
-    (_XZ, 8, True),
-    (_XZ, 0, True),
-    (_BZIP2, 0, False),
-    (_BZIP2, 8, False),
-    (_CONTEXT, 0, False),
-)
-# The context coder's encoder needs about 90 bytes per pixel and both of its
-# directions take several seconds at 10 megapixels; above this, optimize skips it.
-_CONTEXT_MAX_PIXELS = 16_000_000
 _METADATA_KEYS = ("icc_profile", "exif", "xmp", "dpi", "text")
 
 
@@ -126,9 +98,15 @@ class SaveOptions:
     compression: str | None = None  # None: the smallest of the default candidates
     optimize: bool = False
     chunks: tuple[tuple[bytes, bytes], ...] = ()
+    # As the PNG plugin takes it: the save parameter, else info["transparency"];
+    # None also falls back on the image's own info when the image is quantized.
+    transparency: int | bytes | tuple[int, ...] | None = None
 
 
-_OPTION_NAMES = tuple(f for f in SaveOptions.__dataclass_fields__ if f != "chunks")
+_OPTION_NAMES = (
+    *(f for f in SaveOptions.__dataclass_fields__ if f not in ("chunks", "transparency")),
+    "colors",  # Pillow's quantize() name for clusters
+)
 
 
 def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -145,6 +123,36 @@ def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, not {value!r}")
     return value
+
+
+def _dither(value: Any) -> bool:
+    """True, False, or Pillow's ``Image.Dither.FLOYDSTEINBERG`` / ``Image.Dither.NONE``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and value in (
+        Image.Dither.NONE,
+        Image.Dither.FLOYDSTEINBERG,
+    ):
+        return value == Image.Dither.FLOYDSTEINBERG
+    raise ValueError(
+        f"dither must be True, False, Image.Dither.FLOYDSTEINBERG or Image.Dither.NONE, "
+        f"not {value!r}"
+    )
+
+
+def _transparency(value: Any) -> int | bytes | tuple[int, ...] | None:
+    """As the PNG plugin takes it: an index or gray level, alpha bytes, or an (r, g, b) colour."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray):
+        return bytes(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(int(v) for v in value)
+    raise ValueError(f"transparency must be an integer, bytes or (r, g, b), not {value!r}")
 
 
 def _number(value: Any) -> bool:
@@ -182,9 +190,10 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
 
     Unknown keys are ignored, as Pillow's plugins ignore other formats'
     options, except near-misses of ours (``cluster=16``), which are surely
-    typos and raise :class:`ValueError`.
+    typos and raise :class:`ValueError`. ``colors`` is another name for
+    ``clusters``, as in ``Image.quantize``.
     """
-    known = _OPTION_NAMES + _METADATA_KEYS
+    known = _OPTION_NAMES + _METADATA_KEYS + ("transparency",)
     for key in params:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
@@ -205,20 +214,30 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
     quality, psnr = _quality(params.get("quality")), _psnr(params.get("psnr"))
     if quality is not None and psnr is not None:
         raise ValueError("quality and psnr are two scales for one target; give one or the other")
+    clusters = params.get("clusters", d.clusters)
+    if "colors" in params:
+        if "clusters" in params and params["clusters"] != params["colors"]:
+            raise ValueError("colors is another name for clusters; give one or the other")
+        clusters = params["colors"]
+    if "transparency" in params:
+        transparency = params["transparency"]
+    else:
+        transparency = (info or {}).get("transparency")
     if optimize and "compression" in params:
         raise ValueError("optimize=True chooses the compression itself; give one or the other")
     return SaveOptions(
-        clusters=_integer("clusters", params.get("clusters", d.clusters), 1, 256),
+        clusters=_integer("clusters", clusters, 1, 256),
         quality=quality,
         psnr=psnr,
         seed=_integer("seed", params.get("seed", d.seed), 0, 2**64 - 1),
         max_iter=_integer("max_iter", params.get("max_iter", d.max_iter), 1, 10_000),
         tol=float(tol),
         colorspace=colorspace,
-        dither=_flag("dither", params.get("dither", d.dither)),
+        dither=_dither(params.get("dither", d.dither)),
         compression=compression,
         optimize=optimize,
         chunks=tuple(metadata.to_chunks(params, info or {})),
+        transparency=_transparency(transparency),
     )
 
 
@@ -229,11 +248,19 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
     ``options.clusters``) whose error reaches the maximum;
     :class:`QualityNotReached` if even ``options.clusters`` misses the minimum.
     """
+    import numpy as np
+
     from . import pixels, quantize  # numpy and scipy only when saving
 
     if im.width == 0 or im.height == 0:
         raise ValueError("cannot save an empty image as KMC")
-    array, channels = pixels.to_array(im)
+    # Options made without the image's info still honour its transparency.
+    transparency = pixels.FROM_INFO if options.transparency is None else options.transparency
+    array, channels = pixels.to_array(im, transparency)
+    own = None  # a palette image's own palette and indices, kept exactly when they fit
+    if im.mode == "P":
+        palette = pixels.own_palette(im, transparency)
+        own = quantize.Quantized(palette, np.asarray(im, dtype=np.uint8))
     if options.dither and channels not in (layout.GRAY, layout.RGB):
         raise ValueError("dither is supported for images without alpha (L, RGB and P)")
 
@@ -249,6 +276,7 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
             tol=options.tol,
             colorspace=options.colorspace,
             dither=options.dither,
+            own=own,
         )
 
     if options.quality is not None:
@@ -266,47 +294,23 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
 
 def encode(im: Image.Image, options: SaveOptions) -> bytes:
     """The complete ``.kmc`` file for ``im``."""
+    from . import coding
+
     result, channels = quantize_image(im, options)
-    result, method, depth, stream = index_coding(result, options)
-    version = layout.version_for(method)
-    header = layout.Header(
-        im.width, im.height, channels, result.k, depth, compression=method, version=version
+    coded = coding.code(
+        result,
+        optimize=options.optimize,
+        compression=None if options.compression is None else _COMPRESSIONS[options.compression],
+        # A palette in the user's own order is reordered only when optimize allows it.
+        keep_order=result.user_order and not options.optimize,
     )
-    return layout.build(header, result.palette.tobytes(), stream, list(options.chunks))
-
-
-def index_coding(result: Quantized, options: SaveOptions) -> tuple[Quantized, int, int, bytes]:
-    """The smallest index stream that ``options`` allow: (palette order, method, depth, stream).
-
-    The result comes back reordered when ``optimize`` finds a palette order
-    that codes smaller.
-    """
-    from . import codec, quantize
-
-    pixels = result.indices.size
-    if options.compression is not None:
-        candidates = ((_COMPRESSIONS[options.compression], 0, False),)
-    elif options.optimize:
-        candidates = _OPTIMIZE_CANDIDATES
-        if pixels > _CONTEXT_MAX_PIXELS:
-            candidates = tuple(c for c in candidates if c[0] != _CONTEXT)
-    else:
-        candidates = _DEFAULT_CANDIDATES if result.k > 16 else _FEW_COLOURS_CANDIDATES
-        if pixels > _LARGE:  # whole bytes: two xz streams decode in parallel, no unpacking
-            candidates = _DEFAULT_CANDIDATES[:1]
-    fast = pixels > _LARGE and not options.optimize
-    default = options.compression is None and not options.optimize
-    split = default and result.k > 16 and pixels <= _LARGE
-    strips = _DEFAULT_XZ_STRIPS if split else 1
-    orderings = [result]
-    if (options.optimize or split) and result.k > 2:
-        reordered = quantize.reorder(result, quantize.cooccurrence_order(result))
-        orderings = [*orderings, reordered] if options.optimize else [reordered]
-    best = None
-    for candidate in orderings:
-        method, depth, stream = codec.smallest(
-            candidate.indices, candidate.k, candidates, fast, strips
-        )
-        if best is None or len(stream) < len(best[3]):
-            best = (candidate, method, depth, stream)
-    return best
+    header = layout.Header(
+        im.width,
+        im.height,
+        channels,
+        coded.k,
+        coded.bit_depth,
+        compression=coded.method,
+        version=layout.version_for(coded.method),
+    )
+    return layout.build(header, coded.palette.tobytes(), coded.stream, list(options.chunks))

@@ -10,10 +10,13 @@ chunk        data                                                     Pillow ``i
 ``tEXt``     keyword (1-79 bytes UTF-8), NUL, text (UTF-8)            the keyword
 ===========  =======================================================  ==================
 
-Save parameters follow Pillow's PNG and WebP plugins: ``icc_profile``,
-``exif`` (bytes or :class:`PIL.Image.Exif`), ``xmp``, ``dpi`` and ``text``
-(a dict), each defaulting to the image's own ``info``. A chunk that is
-malformed is reported as a broken file, as any other chunk would be.
+Save parameters follow Pillow's PNG plugin: ``icc_profile`` defaults to
+the image's own ``info``; ``exif`` (bytes or :class:`PIL.Image.Exif`),
+``xmp`` and ``dpi`` are written only when passed. ``text`` (a dict) defaults
+to the image's text, the ``str`` entries of its ``info`` (where tEXt chunks,
+and PNG's text chunks, open), so that text survives a re-save; PNG would
+need ``pnginfo=`` for that. A chunk that is malformed is reported as a
+broken file, as any other chunk would be.
 """
 
 from __future__ import annotations
@@ -28,21 +31,26 @@ from .layout import FormatError
 ICCP, EXIF, XMP, PHYS, TEXT = b"iCCP", b"eXIf", b"xMPp", b"pHYs", b"tEXt"
 _ONCE = (ICCP, EXIF, XMP, PHYS)
 _INCH = 0.0254
+# str entries of info that are not text: other metadata, and other plugins' fields.
+_NOT_TEXT = frozenset(
+    {"icc_profile", "exif", "xmp", "XML:com.adobe.xmp", "dpi", "transparency", "compression"}
+)
 # An ICC profile is small; never inflate one past this (a zlib bomb guard).
 MAX_ICC_BYTES = 16 << 20
 
 
 def to_chunks(params: Mapping[str, Any], info: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
-    """Ancillary chunks for save ``params``, falling back on the image's ``info``.
+    """Ancillary chunks for save ``params``; ICC profile and text default to the image's ``info``.
 
     Raises :class:`ValueError` for a value of the wrong kind.
     """
-
-    def get(key):
-        return params[key] if key in params else info.get(key)
-
+    get = params.get  # EXIF, XMP and DPI: only when passed, as PNG does
     chunks = []
-    icc = get("icc_profile")
+    if "icc_profile" in params:
+        icc = params["icc_profile"]
+    else:  # only a real profile: a tEXt chunk could have posed as one
+        icc = info.get("icc_profile")
+        icc = icc if isinstance(icc, bytes) else None
     if icc:
         chunks.append((ICCP, zlib.compress(_bytes("icc_profile", icc), 9)))
     exif = get("exif")
@@ -63,15 +71,31 @@ def to_chunks(params: Mapping[str, Any], info: Mapping[str, Any]) -> list[tuple[
         if not (0 < x < 2**32 and 0 < y < 2**32):
             raise ValueError(f"dpi out of range: {dpi!r}")
         chunks.append((PHYS, struct.pack(">IIB", x, y, 1)))
-    text = params.get("text") or {}
-    if not isinstance(text, Mapping):
-        raise ValueError("text must be a dict of keyword to string")
+    if "text" in params:
+        text = params["text"] or {}
+        if not isinstance(text, Mapping):
+            raise ValueError("text must be a dict of keyword to string")
+    else:
+        text = info_text(info)
     for key, value in text.items():
         keyword = str(key).encode()
         if not 1 <= len(keyword) <= 79 or b"\0" in keyword:
             raise ValueError(f"text keyword must be 1 to 79 bytes without NUL: {key!r}")
         chunks.append((TEXT, keyword + b"\0" + str(value).encode()))
     return chunks
+
+
+def info_text(info: Mapping[str, Any]) -> dict[str, str]:
+    """The text of an image's ``info``: its ``str`` entries whose keys fit a tEXt keyword."""
+    return {
+        key: value
+        for key, value in info.items()
+        if isinstance(key, str)
+        and isinstance(value, str)
+        and key not in _NOT_TEXT
+        and 1 <= len(key.encode()) <= 79
+        and "\0" not in key
+    }
 
 
 def _bytes(name: str, value: Any) -> bytes:

@@ -27,6 +27,9 @@ def _accept(prefix: bytes) -> bool:
 class KmcImageFile(ImageFile.ImageFile):
     format = FORMAT
     format_description = "k-means colour-quantized image"
+    # One image per file, as a PNG that is not an APNG.
+    n_frames = 1
+    is_animated = False
 
     def _open(self) -> None:
         assert self.fp is not None
@@ -34,9 +37,14 @@ class KmcImageFile(ImageFile.ImageFile):
         header = head.header
         self._size = (header.width, header.height)
         self._mode = _opened_mode(header.channels)
+        transparency = None
         if self._mode == "P":
-            self.palette = _palette(header.channels, head.palette)
+            self.palette, transparency = _palette(header.channels, head.palette)
         self.info.update(metadata.from_chunks(head.ancillary))
+        # The alpha is the palette's: a tEXt keyword may not pose as it.
+        self.info.pop("transparency", None)
+        if transparency is not None:
+            self.info["transparency"] = transparency
         self.tile = [
             ImageFile._Tile(FORMAT, (0, 0, *self._size), head.index_offset, (header, head.palette))
         ]
@@ -47,11 +55,22 @@ def _opened_mode(channels: int) -> str:
     return {layout.GRAY: "L", layout.GRAY_ALPHA: "LA"}.get(channels, "P")
 
 
-def _palette(channels: int, data: bytes) -> ImagePalette.ImagePalette:
-    """An RGB or RGBA Pillow palette (RGBA as ``Image.apply_transparency`` makes)."""
-    palette = ImagePalette.ImagePalette("RGBA" if channels == layout.RGBA else "RGB", data)
-    palette.dirty = 1
-    return palette
+def _palette(channels: int, data: bytes) -> tuple[ImagePalette.ImagePalette, int | bytes | None]:
+    """An RGB Pillow palette, and ``info["transparency"]`` as the PNG plugin gives it.
+
+    With alpha (RGBA): the index of the one transparent entry if every other
+    is opaque, else one alpha byte per entry (the contents of a PNG tRNS chunk).
+    """
+    transparency: int | bytes | None = None
+    if channels == layout.RGBA:
+        alpha, rgb = data[3::4], bytearray(len(data) // 4 * 3)
+        for c in range(3):
+            rgb[c::3] = data[c::4]
+        data = bytes(rgb)
+        zero = alpha.find(b"\0")
+        simple = zero >= 0 and alpha.count(b"\xff") == len(alpha) - 1
+        transparency = zero if simple else alpha
+    return ImagePalette.raw("RGB", data), transparency
 
 
 class KmcDecoder(ImageFile.PyDecoder):
@@ -110,6 +129,8 @@ class KmcNpzImageFile(ImageFile.ImageFile):
 
     format = NPZ_FORMAT
     format_description = "k-means arrays in the original .npz layout"
+    n_frames = 1
+    is_animated = False
 
     def _open(self) -> None:
         from . import npz
@@ -122,7 +143,9 @@ class KmcNpzImageFile(ImageFile.ImageFile):
         self._size = (head.width, head.height)
         self._mode = _opened_mode(head.channels)
         if self._mode == "P":
-            self.palette = _palette(head.channels, head.palette.tobytes())
+            self.palette, transparency = _palette(head.channels, head.palette.tobytes())
+            if transparency is not None:
+                self.info["transparency"] = transparency
         self.tile = [ImageFile._Tile(NPZ_FORMAT, (0, 0, *self._size), 0, ())]
 
 
@@ -144,7 +167,7 @@ class KmcNpzDecoder(ImageFile.PyDecoder):
 def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from . import npz
 
-    options = encoder.save_options(im.encoderinfo)
+    options = encoder.save_options(im.encoderinfo, im.info)
     result, _ = encoder.quantize_image(im, options)
     npz.write(fp, npz.Arrays(result.indices, result.palette))
 

@@ -2,6 +2,8 @@
 
 The pipeline, each step vectorised:
 
+0. a palette image that uses no more entries than clusters keeps its own
+   palette and indices (:func:`exact`), and the steps below are skipped;
 1. pack every pixel's channels into one integer key;
 2. histogram the keys (distinct colours and their counts);
 3. if there are no more distinct colours than clusters, the palette is the
@@ -24,10 +26,16 @@ from . import kmeans
 
 @dataclass(frozen=True)
 class Quantized:
-    """A palette of ``k`` colours (k, C) and a (height, width) index plane."""
+    """A palette of ``k`` colours (k, C) and a (height, width) index plane.
+
+    ``user_order`` marks a palette whose order is the user's own (a palette
+    image stored exactly, or gray levels in ascending order): only
+    ``optimize=True`` may reorder it.
+    """
 
     palette: np.ndarray
     indices: np.ndarray
+    user_order: bool = False
 
     @property
     def k(self) -> int:
@@ -72,10 +80,14 @@ def quantize(
     tol: float = kmeans.DEFAULT_TOL,
     colorspace: str = "rgb",
     dither: bool = False,
+    own: Quantized | None = None,
 ) -> Quantized:
     """Reduce a (h, w, C) uint8 image to at most ``clusters`` colours.
 
     Images with no more distinct colours than ``clusters`` come back exactly.
+    ``own``, the image's own palette (up to 256 entries) and indices (a ``P``
+    image's), is kept index for index if no more than ``clusters`` of its
+    entries are used (see :func:`exact`).
     With an alpha channel (C = 2 or 4), fully transparent pixels must already
     have all channels zero (:mod:`pil_kmc.pixels` does that); they then keep
     one exact palette entry of their own. ``colorspace="oklab"`` clusters
@@ -85,6 +97,8 @@ def quantize(
     recomputing it when one image is quantized several times.
     """
     h, w, channels = pixels.shape
+    if own is not None and (kept := exact(own, clusters)) is not None:
+        return kept
     hist = hist or histogram(pixels)
     keys, unique, counts = hist.keys, hist.unique, hist.counts
     colours = key_colours(unique, channels)
@@ -99,7 +113,26 @@ def quantize(
     palette = palette[order]
     if dither:
         return Quantized(palette, dithered(pixels, palette))
-    return Quantized(palette, _lookup(keys, unique, rank[labels], channels).reshape(h, w))
+    indices = _lookup(keys, unique, rank[labels], channels).reshape(h, w)
+    # Exact gray levels in ascending order are an L image's own "palette".
+    return Quantized(palette, indices, user_order=channels == 1 and len(unique) <= clusters)
+
+
+def exact(own: Quantized, clusters: int) -> Quantized | None:
+    """A palette image as it is, if it uses no more than ``clusters`` entries; else None.
+
+    The whole palette is kept, unused entries included, as PNG-8 keeps it,
+    if it has no more than ``clusters`` entries; else, if the highest index
+    used is below ``clusters``, the entries up to it; otherwise the used
+    entries close up in their own order. Either way ``user_order`` is set.
+    """
+    used = np.flatnonzero(np.bincount(own.indices.ravel(), minlength=own.k))
+    if len(used) > clusters:
+        return None
+    top = own.k if own.k <= clusters else int(used[-1]) + 1
+    if top <= clusters:
+        return Quantized(own.palette[:top], own.indices, user_order=True)
+    return Quantized(own.palette[used], _rank(used, own.k)[own.indices], user_order=True)
 
 
 def _rank(order: np.ndarray, size: int) -> np.ndarray:
@@ -189,7 +222,10 @@ def reorder(result: Quantized, order: np.ndarray) -> Quantized:
 
 def mse(pixels: np.ndarray, result: Quantized) -> float:
     """Mean squared error per channel of the quantized image against ``pixels``."""
-    diff = pixels.astype(np.float64) - result.palette[result.indices]
+    palette = result.palette
+    if palette.shape[1] in (2, 4):  # an invisible colour is no error (pixels has it as zero)
+        palette = np.where(palette[:, -1:] == 0, 0, palette).astype(np.uint8)
+    diff = pixels.astype(np.float64) - palette[result.indices]
     return float(np.mean(diff * diff))
 
 

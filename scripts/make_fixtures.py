@@ -22,14 +22,22 @@ sys.path.insert(0, str(ROOT))
 
 import lzma  # noqa: E402
 
-from pil_kmc import codec, layout  # noqa: E402
+from pil_kmc import codec, context, layout  # noqa: E402
 
 OUT = ROOT / "fixtures"
 
 
-def plane(w: int, h: int, k: int) -> np.ndarray:
-    """A deterministic index plane using every index below k at least once if it fits."""
+def plane(w: int, h: int, k: int, blocks: bool = False) -> np.ndarray:
+    """A deterministic index plane using every index below k at least once if it fits.
+
+    With ``blocks``, flat rectangles with a few stray pixels, so that runs,
+    every flag question and literals all occur.
+    """
     y, x = np.mgrid[0:h, 0:w]
+    if blocks:
+        flat = (x // 23 * 7 + y // 17 * 3) % k
+        stray = (x * 31 + y * 17) % 97 == 0
+        return np.where(stray, (x + y) % k, flat).astype(np.uint8)
     return ((x * 3 + y * 5 + (x * y) % 7) % k).astype(np.uint8)
 
 
@@ -58,6 +66,10 @@ VARIANTS = [
     ("rgb-k9-depth4-xz-two-streams", 19, 8, 3, 9, layout.XZ, []),
     ("rgb-k6-depth4-context", 23, 14, 3, 6, layout.CONTEXT, []),
     ("rgba-k100-depth8-context", 31, 12, 4, 100, layout.CONTEXT, []),
+    ("rgb-k6-depth4-strips", 23, 14, 3, 6, layout.STRIPS, []),
+    ("rgba-k200-depth8-strips", 37, 21, 4, 200, layout.STRIPS, []),
+    ("gray-k1-depth1-strips-three", 300, 600, 1, 1, layout.STRIPS, []),
+    ("rgb-k16-depth4-strips-blocks-three", 300, 600, 3, 16, layout.STRIPS, []),
     (
         "gray-k3-depth2-zlib-metadata",
         5,
@@ -78,6 +90,8 @@ def index_stream(name: str, indices: np.ndarray, header: layout.Header) -> bytes
     if name.endswith("two-streams"):  # concatenated xz streams
         half = len(packed) // 2
         return lzma.compress(packed[:half]) + lzma.compress(packed[half:])
+    if name.endswith("strips-three"):  # strips of 256, 256 and 88 rows
+        return context.encode_strips(indices, header.k, rows=256)
     return codec.encode(indices, header)
 
 
@@ -99,7 +113,7 @@ def main() -> None:
         version = layout.version_for(compression)
         depth = layout.bit_depth_for(k)
         header = layout.Header(w, h, channels, k, depth, compression=compression, version=version)
-        indices, pal = plane(w, h, k), palette(k, channels)
+        indices, pal = plane(w, h, k, blocks="blocks" in name), palette(k, channels)
         data = layout.build(header, pal.tobytes(), index_stream(name, indices, header), ancillary)
         (OUT / f"{name}.kmc").write_bytes(data)
         expected_png(indices, pal, channels).save(OUT / f"{name}.png")
