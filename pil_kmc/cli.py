@@ -1,285 +1,1009 @@
 """The ``kmc`` command line (also ``python -m pil_kmc``).
 
-    kmc encode IN... [-k N | --quality MIN-MAX] [-o OUT | --ext .kmc] [-j JOBS] [--compression M]
-                     [--dither] [--skip-if-larger] [--force] [--optimize]
-    kmc decode IN.kmc OUT
+    kmc encode IN... [-k N] [--quality MIN-MAX | --psnr MIN-MAX] [-o OUT | --ext EXT]
+                     [-j JOBS] [--strip] [--first-frame] [--skip-if-larger] [-f] [-v] ...
+    kmc decode IN.kmc OUT [--background COLOUR] [-f]
     kmc info FILE...
-    kmc npz IN OUT
+    kmc npz IN OUT [-f]
 
 Outputs are written atomically (a temporary file in the same folder, then a
-rename), so a failed or interrupted run never leaves a partial file and never
-destroys an existing one; an existing output is replaced only with
-``--force``. ``-`` is standard input or output.
+rename), so a failed or interrupted run (Ctrl-C, SIGTERM, SIGHUP) never
+leaves a partial or temporary file, never destroys an existing one, and
+starts no output after the interrupt. An existing output, or a symbolic
+link in its place, is replaced only with ``--force``. ``-`` is standard
+input or output. Every failure is one line on standard error.
 
 Exit status (pngquant's where they overlap): 0 success; 1 an output could not
 be written or another error; 2 bad usage; 3 an input could not be read;
 15 an output exists (use --force); 98 skipped, the result was larger than
-the input (--skip-if-larger); 99 quality not reached. With several inputs,
-each is reported and the others go on; the status is the first failure's.
+the input (--skip-if-larger); 99 quality not reached; 128 + N killed by
+signal N (130 for Ctrl-C). With several inputs, each is reported as it
+finishes and the others go on; the status is that of the first failing
+input in command-line order.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
+import re
+import signal
+import stat
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageColor, UnidentifiedImageError
 
 from . import __version__, layout
 
 OK, FAILED, USAGE, UNREADABLE, EXISTS, LARGER, QUALITY = 0, 1, 2, 3, 15, 98, 99
 
+#: ``kmc info`` reads at most this much of a file: a header, its palette and metadata.
+INFO_LIMIT = 64 << 20
+
 
 class CliError(Exception):
-    """A failure with its exit status."""
+    """A failure with its exit status; the message names the user's path."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-def write_atomically(path: str, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    if path == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+# --- signals ---------------------------------------------------------------
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived; unwinding removes temporary files."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+class _Interrupts:
+    """The first signal received, and how deep we are in sections that must finish."""
+
+    pending: int | None = None
+    depth = 0
+
+
+def _on_signal(signum: int, frame) -> None:
+    if _Interrupts.pending is not None:
+        return  # already unwinding: a second Ctrl-C must not cut the cleanup short
+    _Interrupts.pending = signum
+    if _Interrupts.depth == 0:
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _handling_signals() -> Iterator[None]:
+    """Turn SIGINT, SIGTERM and SIGHUP into :class:`Interrupted` for the duration."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    target = Path(path)
-    if target.exists() and not force:
-        raise CliError(EXISTS, f"{path}: exists (use --force to replace it)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    _Interrupts.pending, _Interrupts.depth = None, 0
+    previous = {s: signal.signal(s, _on_signal) for s in _SIGNALS}
     try:
-        # mkstemp makes the file private; give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """A section that a signal does not cut; the next :func:`_check_interrupt` raises it."""
+    _Interrupts.depth += 1
+    try:
+        yield
+    finally:
+        _Interrupts.depth -= 1
+
+
+def _check_interrupt() -> None:
+    """Raise a signal held back by :func:`_uninterrupted`, at a point where that is safe."""
+    if _Interrupts.pending is not None:
+        raise Interrupted(_Interrupts.pending)
+
+
+# --- files -------------------------------------------------------------------
+
+
+def _reason(e: BaseException) -> str:
+    """The OS's words for an error, without the file names it carries (often ours)."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+_STREAM_REPR = re.compile(
+    r"<_io\.\w+ (?:object|name=[^>]*) at 0x[0-9a-fA-F]+>|<_io\.\w+ name=[^>]*>"
+)
+
+
+def _clean(text: str, path: str) -> str:
+    """``text`` with Python's file-object reprs replaced by the user's path."""
+    return _STREAM_REPR.sub(repr(path), text)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """Device and inode of an existing file (links followed), or None."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _path_key(path: str) -> str:
+    """Where ``path`` lands: its folder resolved (links and ``..``), its own name kept."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(folder), name)
+
+
+def check_output(path: str, force: bool) -> None:
+    """Refuse before any work: an existing output or link without ``force``, a missing folder."""
+    if path == "-":
+        return
+    if os.path.lexists(path):
+        if os.path.isdir(path):
+            raise CliError(FAILED, f"{path}: is a folder")
+        if not force:
+            what = "is a symbolic link" if os.path.islink(path) else "exists"
+            raise CliError(EXISTS, f"{path}: {what} (use --force to replace it)")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise CliError(FAILED, f"{path}: cannot write: folder {folder} does not exist")
+
+
+def write_atomically(path: str, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    A signal during the write is held until the rename is done, so there is
+    either the whole new file or the old state, and never a temporary file.
+    A symbolic link at ``path`` is replaced (not followed), and only with
+    ``force``, like an existing file.
+    """
+    if path == "-":
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise CliError(FAILED, "standard output: closed before the image was written") from None
+        return
+    _check_interrupt()  # no new output once interrupted
+    check_output(path, force)
+    folder = os.path.dirname(path) or "."
+    with _uninterrupted():
+        try:
+            # A short fixed name, so that outputs up to the file system's limit work.
+            fd, tmp = tempfile.mkstemp(prefix=".kmc-", suffix=".tmp", dir=folder)
+        except OSError as e:
+            raise CliError(FAILED, f"{path}: cannot write: {_reason(e)}") from None
+        try:
+            try:
+                old = os.lstat(path)
+                keep = stat.S_ISREG(old.st_mode)
+            except OSError:
+                keep = False
+            # mkstemp makes the file private; give it the mode a plain open() would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, stat.S_IMODE(old.st_mode) if keep else 0o666 & ~umask)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(e, OSError):
+                raise CliError(FAILED, f"{path}: cannot write: {_reason(e)}") from None
+            raise
 
 
 def read_input(path: str) -> bytes:
     try:
         return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as e:
-        raise CliError(UNREADABLE, f"{path}: cannot read ({e.strerror or e})") from None
+        raise CliError(UNREADABLE, f"{path}: cannot read: {_reason(e)}") from None
 
 
-def open_image(path: str) -> Image.Image:
-    data = read_input(path)
+def open_image(path: str, data: bytes) -> Image.Image:
+    """The decoded image in ``data`` (read from ``path``), or a one-line error."""
     try:
         im = Image.open(io.BytesIO(data))
         im.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise CliError(UNREADABLE, f"{path}: cannot read image ({e})") from None
+    except UnidentifiedImageError:
+        raise CliError(UNREADABLE, f"{path}: not an image file that Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise CliError(UNREADABLE, f"{path}: cannot read image: {_clean(str(e), path)}") from None
     return im
+
+
+def _refuse_same(src: str, dst: str) -> None:
+    if src == "-" or dst == "-":
+        return
+    if _path_key(src).casefold() == _path_key(dst).casefold() or _same_file(src, dst):
+        raise CliError(USAGE, f"{dst}: is the input itself; choose another output")
+
+
+# --- encode ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class EncodeJob:
+    """One input to encode: what the worker needs (it writes nothing itself)."""
+
     src: str
     dst: str
     params: dict
-    force: bool
-    skip_if_larger: bool
+    skip_if_larger: bool = False
+    first_frame: bool = False
+    strip: bool = False
 
 
-def encode_one(job: EncodeJob) -> tuple[int, str]:
-    """Encode one file; returns (status, message) instead of raising, for the pool."""
+@dataclass(frozen=True)
+class Encoded:
+    """What a worker sends back: a status, a message, and the file's bytes on success."""
+
+    status: int
+    message: str
+    data: bytes = b""
+    size_in: int = 0
+
+
+_METADATA = ("icc_profile", "exif", "xmp", "dpi")
+
+
+def _metadata_params(im: Image.Image, strip: bool) -> dict:
+    """Metadata to store: the input's own, or with ``--strip`` none but the ICC profile.
+
+    Passed explicitly, so that the command line keeps metadata whatever the
+    save defaults. The ICC profile stays even with ``--strip``: the colours
+    mean something else without it.
+    """
+    if strip:
+        return {"exif": None, "xmp": None, "dpi": None, "text": {}}
+    params = {key: im.info[key] for key in _METADATA if im.info.get(key)}
+    dpi = params.get("dpi")
+    if dpi and not all(isinstance(v, (int, float)) and v > 0 for v in dpi):
+        del params["dpi"]  # a zero or malformed resolution is no resolution
+    text = {  # PNG's tEXt, zTXt and iTXt, where the .kmc tEXt rules allow them
+        str(key): str(value)
+        for key, value in (getattr(im, "text", None) or {}).items()
+        if 1 <= len(str(key).encode()) <= 79
+        and "\0" not in str(key)
+        and key not in (*_METADATA, "transparency", "XML:com.adobe.xmp")
+    }
+    if text:
+        params["text"] = text
+    return params
+
+
+def encode_one(job: EncodeJob) -> Encoded:
+    """Encode one file in memory; returns the outcome instead of raising, for the pool."""
     from .encoder import QualityNotReached
 
     try:
-        im = open_image(job.src)
+        data = read_input(job.src)
+        im = open_image(job.src, data)
+        # MPO's further frames (a camera's previews, stereo views) are no animation.
+        frames = getattr(im, "n_frames", 1) if im.format != "MPO" else 1
+        if frames > 1 and not job.first_frame:
+            raise CliError(
+                USAGE,
+                f"{job.src}: has {frames} frames and a .kmc file holds one image "
+                "(--first-frame keeps the first)",
+            )
+        if job.strip:
+            from PIL import ImageOps
+
+            im = ImageOps.exif_transpose(im)  # the orientation goes: apply it to the pixels
+        params = {**_metadata_params(im, job.strip), **job.params}
         buffer = io.BytesIO()
         try:
-            im.save(buffer, "KMC", **job.params)
+            im.save(buffer, "KMC", **params)
         except QualityNotReached as e:
             raise CliError(QUALITY, f"{job.src}: {e}") from None
-        data = buffer.getvalue()
-        if job.skip_if_larger and job.src != "-" and len(data) > Path(job.src).stat().st_size:
-            raise CliError(LARGER, f"{job.src}: skipped, {len(data):,} bytes is larger than input")
-        write_atomically(job.dst, data, job.force)
-        k = layout.Header.unpack(data[16:32]).k
-        return OK, f"{job.src} -> {job.dst}: k={k}, {len(data):,} bytes"
+        out = buffer.getvalue()
+        if job.skip_if_larger and len(out) > len(data):
+            raise CliError(
+                LARGER, f"{job.src}: skipped, {len(out):,} bytes would be larger than the input"
+            )
+        return Encoded(OK, "", out, len(data))
     except CliError as e:
-        return e.status, str(e)
+        return Encoded(e.status, str(e))
     except ValueError as e:
-        return USAGE, f"{job.src}: {e}"
-    except OSError as e:
-        return FAILED, f"{job.src}: {e}"
+        return Encoded(USAGE, f"{job.src}: {_clean(str(e), job.src)}")
+    except MemoryError:
+        return Encoded(FAILED, f"{job.src}: out of memory")
+    except Exception as e:  # one line per file, whatever went wrong
+        return Encoded(FAILED, f"{job.src}: {type(e).__name__}: {_clean(str(e), job.src)}")
 
 
-def _quality(text: str) -> tuple[float, float]:
-    low, sep, high = text.partition("-")
+def _range(text: str, what: str, single) -> tuple[float, float]:
+    """pngquant's range forms: ``MIN-MAX``, ``MIN-`` (to 100), ``-MAX`` (from 0), ``N``."""
+    number = r"\d+(?:\.\d*)?"
+    m = re.fullmatch(rf"({number})?(-)?({number})?", text.strip())
+    if not m or not (m[1] or m[3]) or (m[1] and m[3] and not m[2]):
+        raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}")
+    low, dash, high = m[1], m[2], m[3]
+    if not dash:
+        return single(float(low))
+    return float(low or 0), float(high or 100)
+
+
+def _quality_range(text: str) -> tuple[float, float]:
+    # pngquant: "N" aims at N and accepts down to 90% of it.
+    low, high = _range(text, "MIN-MAX from 0 to 100, e.g. 65-80", lambda n: (n * 9 // 10, n))
+    if not 0 <= low <= high <= 100:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX <= 100, not {text!r}")
+    return low, high
+
+
+def _psnr_range(text: str) -> tuple[float, float]:
+    low, high = _range(text, "MIN-MAX in dB, e.g. 35-40", lambda n: (0.0, n))
+    if not 0 <= low <= high <= 100:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX <= 100 dB, not {text!r}")
+    return low, high
+
+
+def _jobs(text: str) -> int:
     try:
-        return (float(low), float(high)) if sep else (0.0, float(low))
+        n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN-MAX in dB, e.g. 30-40: {text!r}") from None
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, 1 or more, not {text!r}")
+    return n
 
 
-def _output_for(src: str, args) -> str:
-    if args.output:
-        return args.output
-    if src == "-":
-        return "-"
-    return str(Path(src).with_suffix(args.ext))
+def _extension(text: str) -> str:
+    """pngquant's ``--ext`` forms: ``-fs8.kmc`` and ``.kmc`` as given, a bare ``kmc`` gets a dot."""
+    if not text or "/" in text or os.sep in text:
+        raise argparse.ArgumentTypeError(
+            f"expected a suffix such as .kmc or -small.kmc, not {text!r}"
+        )
+    return text if text[0] in ".-_" else "." + text
 
 
-class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.active = total > 1 and sys.stderr.isatty()
-
-    def step(self) -> None:
-        self.done += 1
-        if self.active:
-            filled = 30 * self.done // self.total
-            bar = "#" * filled + "." * (30 - filled)
-            print(f"\r[{bar}] {self.done}/{self.total}", end="", file=sys.stderr, flush=True)
-            if self.done == self.total:
-                print(file=sys.stderr)
-
-
-def cmd_encode(args) -> int:
-    if len(args.inputs) > 1 and args.output:
-        raise CliError(USAGE, "-o names one output; use --ext with several inputs")
-    if args.inputs.count("-") and len(args.inputs) > 1:
-        raise CliError(USAGE, "'-' (standard input) can only be the only input")
+def save_params(args: argparse.Namespace) -> dict:
+    """The save parameters that the options ask for: the one place options become them."""
     params = {"clusters": args.clusters, "dither": args.dither, "seed": args.seed}
     if args.quality:
         params["quality"] = args.quality
+    if args.psnr:
+        params["psnr"] = args.psnr
     if args.optimize:
         params["optimize"] = True
     if args.colorspace:
         params["colorspace"] = args.colorspace
     if args.compression:
         params["compression"] = args.compression
+    return params
+
+
+def _output_for(src: str, args: argparse.Namespace) -> str:
+    if args.output:
+        return args.output
+    if src == "-":
+        return "-"
+    # As pngquant: the input's extension gives way to the suffix.
+    return str(Path(src).with_suffix("")) + args.ext
+
+
+def plan_jobs(args: argparse.Namespace, params: dict) -> list[EncodeJob]:
+    """One job per input, after refusing colliding outputs (exit 2) before any work.
+
+    Outputs collide when two inputs would write one file, when one would
+    overwrite any input, or when two differ only in letter case (one file on
+    case-insensitive file systems, so refused everywhere).
+    """
+    if len(args.inputs) > 1 and args.output:
+        raise CliError(USAGE, "-o names one output; use --ext with several inputs")
+    if "-" in args.inputs and len(args.inputs) > 1:
+        raise CliError(USAGE, "'-' (standard input) can only be the only input")
     jobs = [
-        EncodeJob(src, _output_for(src, args), params, args.force, args.skip_if_larger)
+        EncodeJob(
+            src, _output_for(src, args), params, args.skip_if_larger, args.first_frame, args.strip
+        )
         for src in args.inputs
     ]
-    progress = _Progress(len(jobs))
-    workers = min(args.jobs or os.cpu_count() or 1, len(jobs))
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = []
-            for result in pool.map(encode_one, jobs):
-                results.append(result)
-                progress.step()
-    else:
-        results = []
+    # Inputs by name (letter case aside) and by file (hard and symbolic links).
+    by_name = {_path_key(job.src).casefold(): job.src for job in jobs if job.src != "-"}
+    by_file = {_identity(job.src): job.src for job in jobs if job.src != "-"}
+    by_file.pop(None, None)
+    seen: dict[str, EncodeJob] = {}
+    for job in jobs:
+        if job.dst == "-":
+            continue
+        key = _path_key(job.dst).casefold()
+        source = by_name.get(key) or by_file.get(_identity(job.dst))
+        if source is not None:
+            raise CliError(
+                USAGE,
+                f"{job.dst}: output of {job.src} would overwrite the input "
+                f"{source}; choose another --ext or -o",
+            )
+        other = seen.get(key)
+        if other is not None:
+            raise CliError(
+                USAGE,
+                f"{other.src} and {job.src} would both be written to "
+                f"{job.dst}; encode them separately or with -o",
+            )
+        seen[key] = job
+    return jobs
+
+
+def _single_threaded_blas() -> None:
+    # The workers already share the cores between them: BLAS thread pools
+    # could only oversubscribe them. (It acts only before numpy is imported.)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _worker_start() -> None:
+    _single_threaded_blas()
+    # The main process handles signals and stops the workers; a worker owns no
+    # file, so dying on SIGTERM or SIGHUP loses nothing.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in _SIGNALS:
+        if s != signal.SIGINT:
+            signal.signal(s, signal.SIG_DFL)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop at once: cancel what has not started and end the processes that run."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14: it shuts the pool down too
+        pool.terminate_workers()
+        return
+    processes = list(getattr(pool, "_processes", None) or {})  # no public way before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for pid in processes:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def _size(job: EncodeJob) -> int:
+    try:
+        return os.stat(job.src).st_size
+    except (OSError, ValueError):
+        return 0
+
+
+def run_jobs(
+    jobs: list[EncodeJob], workers: int, done: Callable[[EncodeJob, Encoded], None]
+) -> None:
+    """Run ``jobs`` in ``workers`` processes, calling ``done`` in this process as each finishes."""
+    if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            results.append(encode_one(job))
-            progress.step()
-    for status, message in results:
-        if status != OK:
-            print(f"kmc: {message}", file=sys.stderr)
-        elif args.verbose:
-            print(message, file=sys.stderr)
-    return next((status for status, _ in results if status != OK), OK)
+            _check_interrupt()
+            done(job, encode_one(job))
+        _check_interrupt()
+        return
+    import multiprocessing
+
+    if multiprocessing.get_start_method() == "fork" and "numpy" not in sys.modules:
+        # Import the encoder's numpy and scipy once, here: forked workers share
+        # it instead of each importing it again.
+        _single_threaded_blas()
+        from . import codec, pixels, quantize  # noqa: F401
+    pool = ProcessPoolExecutor(workers, initializer=_worker_start)
+    finished = False
+    try:
+        # Largest first, so that no big file starts last while the other workers idle.
+        largest_first = sorted(jobs, key=_size, reverse=True)
+        futures = {pool.submit(encode_one, job): job for job in largest_first}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                result = future.result()
+            except Exception as e:  # the worker died (killed, out of memory) or could not start
+                result = Encoded(FAILED, f"{job.src}: the worker process failed ({_reason(e)})")
+            done(job, result)
+            _check_interrupt()
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown()
+        else:
+            _stop_workers(pool)
 
 
-def cmd_decode(args) -> int:
-    im = open_image(args.input)
-    if im.format not in ("KMC", "KMCNPZ"):
-        raise CliError(UNREADABLE, f"{args.input}: not a .kmc or .npz file ({im.format})")
+@dataclass
+class _Batch:
+    """Reports each file as it finishes, a progress bar on a terminal, and the summary."""
+
+    jobs: list[EncodeJob]
+    force: bool
+    verbose: bool
+    statuses: dict[int, int] = field(default_factory=dict)
+    written: int = 0
+    skipped: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def __post_init__(self) -> None:
+        self.order = {id(job): i for i, job in enumerate(self.jobs)}
+        self.bar = len(self.jobs) > 1 and sys.stderr.isatty()
+        self.completed = 0
+
+    def say(self, text: str) -> None:
+        if self.bar:
+            print("\r\033[K", end="", file=sys.stderr)
+        print(text, file=sys.stderr, flush=True)
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.bar and self.completed < len(self.jobs):
+            total = len(self.jobs)
+            filled = 30 * self.completed // total
+            bar = "#" * filled + "." * (30 - filled)
+            print(f"\r[{bar}] {self.completed}/{total}", end="", file=sys.stderr, flush=True)
+
+    def fail(self, job: EncodeJob, status: int, message: str) -> None:
+        self.statuses[self.order[id(job)]] = status
+        self.skipped += status == LARGER
+        self.completed += 1
+        self.say(f"kmc: {message}")
+
+    def done(self, job: EncodeJob, result: Encoded) -> None:
+        """A finished job: write its output here, in the main process, and report it."""
+        if result.status != OK:
+            self.fail(job, result.status, result.message)
+            return
+        try:
+            write_atomically(job.dst, result.data, self.force)
+        except CliError as e:
+            self.fail(job, e.status, str(e))
+            return
+        self.statuses[self.order[id(job)]] = OK
+        self.written += 1
+        self.completed += 1
+        self.bytes_in += result.size_in
+        self.bytes_out += len(result.data)
+        if self.verbose:
+            k = layout.Header.unpack(result.data[16:32]).k
+            share = len(result.data) / result.size_in if result.size_in else 0
+            self.say(
+                f"{job.src} -> {job.dst}: {k} colours, {result.size_in:,} -> "
+                f"{len(result.data):,} bytes ({share:.1%})"
+            )
+        else:
+            self._draw()
+
+    def summary(self) -> None:
+        if self.bar:
+            print("\r\033[K", end="", file=sys.stderr)
+        if len(self.jobs) < 2:
+            return
+        failed = sum(s not in (OK, LARGER) for s in self.statuses.values())
+        parts = [f"{self.written} written"]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped as larger")
+        parts.append(f"{failed} failed")
+        if self.completed < len(self.jobs):
+            parts.append(f"{len(self.jobs) - self.completed} not done (interrupted)")
+        share = f" ({self.bytes_out / self.bytes_in:.1%} of the input)" if self.bytes_in else ""
+        print(
+            f"{len(self.jobs)} files: {', '.join(parts)}; {self.bytes_in:,} bytes in, "
+            f"{self.bytes_out:,} bytes out{share}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def status(self) -> int:
+        return next((self.statuses[i] for i in sorted(self.statuses) if self.statuses[i]), OK)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from . import encoder
+
+    params = save_params(args)
+    try:  # every option checked once, before any file is read
+        encoder.save_options(params)
+    except ValueError as e:
+        raise CliError(USAGE, str(e)) from None
+    jobs = plan_jobs(args, params)
+    batch = _Batch(jobs, args.force, args.verbose)
+    todo = []
+    for job in jobs:  # outputs that exist are reported now, and cost no encoding
+        try:
+            check_output(job.dst, args.force)
+            todo.append(job)
+        except CliError as e:
+            batch.fail(job, e.status, str(e))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(args.jobs or cores or 1, len(todo))
+    try:
+        run_jobs(todo, workers, batch.done)
+    finally:
+        batch.summary()
+    return batch.status()
+
+
+# --- decode ------------------------------------------------------------------
+
+# Formats that Pillow writes with full alpha; GIF keeps only fully transparent pixels.
+_ALPHA_FORMATS = {
+    "PNG", "WEBP", "TIFF", "ICO", "TGA", "JPEG2000", "AVIF", "QOI", "SGI", "DDS", "BLP", "ICNS"
+}  # fmt: skip
+
+
+def _background(text: str) -> tuple[int, int, int]:
+    try:
+        return ImageColor.getrgb(text)[:3]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a colour (white, #ffffff...), not {text!r}"
+        ) from None
+
+
+def _binary_alpha_palette(rgba: Image.Image) -> Image.Image:
+    """RGBA with alpha 0 or 255 only, as P with one transparent entry (at most 256 colours)."""
+    import numpy as np
+
+    a = np.asarray(rgba).copy()
+    a[a[:, :, 3] == 0] = 0
+    keys = a.view("<u4").reshape(a.shape[:2])
+    colours, indices = np.unique(keys, return_inverse=True)
+    if len(colours) > 256:
+        raise CliError(FAILED, "more than 256 colours do not fit a GIF palette")
+    entries = colours.astype("<u4").view(np.uint8).reshape(-1, 4)
+    p = Image.fromarray(indices.reshape(a.shape[:2]).astype(np.uint8), "P")
+    p.putpalette(entries[:, :3].tobytes(), "RGB")
+    transparent = np.flatnonzero(entries[:, 3] == 0)
+    if len(transparent):
+        p.info["transparency"] = int(transparent[0])
+    return p
+
+
+def _without_alpha(im: Image.Image) -> Image.Image:
+    """An opaque image (every alpha 255) without its alpha channel or transparency."""
+    if im.mode == "P":
+        out = im.copy()
+        out.putpalette(im.getpalette("RGB"), "RGB")
+        out.info.pop("transparency", None)
+        return out
+    return im.convert("L" if im.mode in ("L", "LA") else "RGB")
+
+
+def _text_chunks(data: bytes) -> dict[str, str]:
+    """The ``tEXt`` chunks of a ``.kmc`` file, for the outputs that hold text."""
+    try:
+        head = layout.read_head(io.BytesIO(data))
+    except (SyntaxError, OSError):
+        return {}
+    text = {}
+    for kind, chunk in head.ancillary:
+        if kind == b"tEXt":
+            keyword, _, value = chunk.partition(b"\0")
+            with contextlib.suppress(UnicodeDecodeError):
+                text[keyword.decode()] = value.decode()
+    return text
+
+
+def _save_arguments(im: Image.Image, fmt: str, text: dict[str, str]) -> dict:
+    """ICC profile, EXIF (orientation included), XMP and DPI in each format's own words."""
+    kwargs = {key: im.info[key] for key in _METADATA if im.info.get(key)}
+    if fmt == "PNG":  # Pillow writes XMP and text into PNG only through pnginfo
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        for keyword, value in text.items():
+            info.add_text(keyword, value)
+        if "xmp" in kwargs:
+            xmp = kwargs.pop("xmp")
+            info.add_itxt("XML:com.adobe.xmp", xmp.decode() if isinstance(xmp, bytes) else xmp)
+        kwargs["pnginfo"] = info
+    elif fmt == "WEBP":
+        kwargs["lossless"] = True
+    elif fmt == "ICO" and max(im.size) <= 256:
+        kwargs["sizes"] = [im.size]  # the image itself, not Pillow's default icon sizes
+    elif fmt == "TIFF" and ("exif" in kwargs or "xmp" in kwargs):
+        exif = Image.Exif()
+        if "exif" in kwargs:
+            exif.load(kwargs.pop("exif"))
+        if "xmp" in kwargs:
+            xmp = kwargs.pop("xmp")
+            exif[700] = xmp.encode() if isinstance(xmp, str) else xmp  # TIFF's XMP tag
+        kwargs["exif"] = exif
+    return kwargs
+
+
+def _for_format(im: Image.Image, fmt: str, background, output: str) -> Image.Image:
+    """The image as ``fmt`` can hold it, refusing to drop transparency silently."""
+    rgba = im.convert("RGBA") if im.has_transparency_data else None
+    counts = rgba.getchannel("A").histogram() if rgba is not None else [0] * 255 + [1]
+    transparent = sum(counts[:255]) > 0
+    if transparent and background is not None:
+        flat = Image.new("RGBA", im.size, (*background, 255))
+        flat.alpha_composite(rgba)
+        gray = im.mode in ("L", "LA") and len(set(background)) == 1
+        im, transparent = flat.convert("L" if gray else "RGB"), False
+    if not transparent:
+        im = _without_alpha(im) if im.has_transparency_data else im
+        return im.convert("RGB") if fmt == "JPEG" and im.mode == "P" else im
+    if fmt == "PNG":
+        return im  # P with alpha in its palette (tRNS), or LA
+    if fmt == "GIF" and not any(counts[1:255]):
+        return _binary_alpha_palette(rgba)
+    if fmt in _ALPHA_FORMATS:
+        return rgba
+    partly = " (GIF keeps only fully transparent pixels)" if fmt == "GIF" else ""
+    raise CliError(
+        USAGE,
+        f"{output}: {fmt} cannot hold this image's transparency{partly}; "
+        "write PNG or WebP, or give --background COLOUR",
+    )
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
     if args.output == "-":
         fmt = "PNG"
     else:
         ext = Path(args.output).suffix.lower()
         fmt = Image.registered_extensions().get(ext)
-        if fmt is None:
+        if fmt is None or fmt not in Image.SAVE:
             raise CliError(USAGE, f"{args.output}: unknown image extension {ext!r}")
+    _refuse_same(args.input, args.output)
+    check_output(args.output, args.force)  # before decoding anything
+    data = read_input(args.input)
+    im = open_image(args.input, data)
+    if im.format not in ("KMC", "KMCNPZ"):
+        raise CliError(UNREADABLE, f"{args.input}: not a .kmc or .npz file ({im.format})")
+    out = _for_format(im, fmt, args.background, args.output)
+    kwargs = _save_arguments(im, fmt, _text_chunks(data) if im.format == "KMC" else {})
     buffer = io.BytesIO()
     try:
         try:
-            im.save(buffer, fmt)
-        except OSError:  # a format without palettes or alpha (JPEG...): plain colour
-            alpha = im.mode == "LA" or (im.mode == "P" and im.palette.mode == "RGBA")
-            rgb = im.convert("RGBA" if alpha and fmt != "JPEG" else "RGB")
+            out.save(buffer, fmt, **kwargs)
+        except OSError:  # a mode this format cannot write (P for some): plain colour
             buffer = io.BytesIO()
-            rgb.save(buffer, fmt)
-    except (OSError, ValueError, KeyError) as e:
-        raise CliError(FAILED, f"{args.output}: cannot write {fmt} ({e})") from None
+            plain = "RGBA" if out.has_transparency_data else "RGB"
+            out.convert(plain).save(buffer, fmt, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        message = f"{args.output}: cannot write {fmt}: {_clean(str(e), args.output)}"
+        raise CliError(FAILED, message) from None
     write_atomically(args.output, buffer.getvalue(), args.force)
     return OK
 
 
-def cmd_info(args) -> int:
+# --- info --------------------------------------------------------------------
+
+_MODELS = {layout.GRAY: "gray", layout.GRAY_ALPHA: "gray + alpha", layout.RGB: "RGB",
+           layout.RGBA: "RGB + alpha"}  # fmt: skip
+
+
+class _Bounded(io.RawIOBase):
+    """A read-only view of a file that refuses to read more than ``limit`` bytes in all."""
+
+    def __init__(self, f, limit: int, path: str) -> None:
+        self.f, self.left, self.path = f, limit, path
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self.f.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def readinto(self, buffer) -> int:
+        if self.left <= 0:
+            raise CliError(
+                UNREADABLE,
+                f"{self.path}: more than {INFO_LIMIT:,} bytes of "
+                "header and metadata; not inspected further",
+            )
+        n = self.f.readinto(memoryview(buffer)[: self.left])
+        self.left -= n or 0
+        return n
+
+
+@contextlib.contextmanager
+def _opened_for_info(path: str) -> Iterator[tuple[io.BufferedReader, int | None]]:
+    """A bounded binary view of ``path`` (or standard input) and its size, if known."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(INFO_LIMIT + 1)
+            size = len(data) if len(data) <= INFO_LIMIT else None
+            yield io.BufferedReader(_Bounded(io.BytesIO(data), INFO_LIMIT, path)), size
+            return
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode):
+                yield io.BufferedReader(_Bounded(f, INFO_LIMIT, path), 1 << 16), st.st_size
+            else:  # a device or pipe: read what a header could need, no more
+                head = f.read(len(layout.SIGNATURE))
+                if head == layout.SIGNATURE or head.startswith(b"PK\x03\x04"):
+                    head += f.read(INFO_LIMIT - len(head))
+                yield io.BufferedReader(_Bounded(io.BytesIO(head), INFO_LIMIT, path)), None
+    except OSError as e:
+        raise CliError(UNREADABLE, f"{path}: cannot read: {_reason(e)}") from None
+
+
+def _size_text(size: int | None, pixels: int) -> str:
+    if size is None:
+        return ""
+    return f", {size:,} bytes ({8 * size / pixels:.3f} bits/pixel)"
+
+
+def _describe_kmc(path: str, fp, size: int | None) -> str:
+    from . import metadata
+
+    head = layout.read_head(fp)
+    h = head.header
+    info = metadata.from_chunks(head.ancillary)
+    extras = []
+    if "icc_profile" in info:
+        extras.append(f"ICC profile, {len(info['icc_profile']):,} bytes")
+    if "exif" in info:
+        extras.append(f"EXIF, {len(info['exif']) - 6:,} bytes")
+    if "xmp" in info:
+        extras.append(f"XMP, {len(info['xmp']):,} bytes")
+    if "dpi" in info:
+        # Stored per metre, so 72 dpi comes back as 72.009: say 72.
+        x, y = (round(v) if abs(v - round(v)) < 0.02 else round(v, 2) for v in info["dpi"])
+        extras.append(f"{x:g} x {y:g} dpi")
+    known = {b"iCCP", b"eXIf", b"xMPp", b"pHYs", b"tEXt"}
+    texts = [
+        d.partition(b"\0")[0].decode(errors="replace") for t, d in head.ancillary if t == b"tEXt"
+    ]
+    if texts:
+        extras.append("text: " + ", ".join(texts))
+    extras += [f"{t.decode()} chunk, {len(d):,} bytes" for t, d in head.ancillary if t not in known]
+    colours = "1 colour" if h.k == 1 else f"{h.k} colours"
+    return (
+        f"{path}: KMC {h.version[0]}.{h.version[1]}, {h.width} x {h.height}, "
+        f"{_MODELS[h.channels]}, {colours} ({h.bit_depth}-bit indices), "
+        f"{layout.COMPRESSION_NAMES[h.compression]} compression"
+        f"{_size_text(size, h.width * h.height)}; "
+        f"metadata: {'; '.join(extras) or 'none'}"
+    )
+
+
+def _describe_npz(path: str, fp, size: int | None) -> str:
+    from . import npz
+
+    head = npz.read_header(fp)
+    k = len(head.palette)
+    return (
+        f"{path}: .npz (the original k-means layout), {head.width} x {head.height}, "
+        f"{_MODELS.get(head.channels, f'{head.channels} channels')}, "
+        f"{'1 colour' if k == 1 else f'{k} colours'}{_size_text(size, head.width * head.height)}"
+    )
+
+
+def describe(path: str) -> str:
+    """One plain line about a ``.kmc`` or ``.npz`` file, from a bounded read."""
+    with _opened_for_info(path) as (fp, size):
+        start = fp.peek(8)[:8]
+        try:
+            if start.startswith(layout.SIGNATURE):
+                return _describe_kmc(path, fp, size)
+            if start.startswith(b"PK\x03\x04"):
+                return _describe_npz(path, fp, size)
+        except (SyntaxError, OSError, ValueError) as e:
+            raise CliError(UNREADABLE, f"{path}: broken file: {_clean(str(e), path)}") from None
+        raise CliError(UNREADABLE, f"{path}: not a .kmc or .npz file")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
     status = OK
     for path in args.files:
         try:
-            data = read_input(path)
-            head = layout.read_head(io.BytesIO(data))
+            print(describe(path), flush=True)
         except CliError as e:
-            print(f"kmc: {e}", file=sys.stderr)
+            print(f"kmc: {e}", file=sys.stderr, flush=True)
             status = status or e.status
-            continue
-        except (SyntaxError, OSError) as e:
-            print(f"kmc: {path}: not a valid .kmc file ({e})", file=sys.stderr)
-            status = status or UNREADABLE
-            continue
-        h = head.header
-        bpp = 8 * len(data) / (h.width * h.height)
-        extra = ", ".join(t.decode() for t, _ in head.ancillary) or "none"
-        print(
-            f"{path}: {h.width}x{h.height}, colour model {layout.CHANNEL_NAMES[h.channels]}, "
-            f"k={h.k}, {h.bit_depth}-bit indices, "
-            f"{layout.COMPRESSION_NAMES[h.compression]} compression, "
-            f"version {h.version[0]}.{h.version[1]}, {len(data):,} bytes, {bpp:.3f} bits/pixel, "
-            f"metadata: {extra}"
-        )
     return status
 
 
-def cmd_npz(args) -> int:
+# --- npz ---------------------------------------------------------------------
+
+
+def cmd_npz(args: argparse.Namespace) -> int:
     from . import npz
 
+    ext = Path(args.output).suffix.lower()
+    if ext not in (".npz", ".kmc"):
+        raise CliError(
+            USAGE, f"{args.output}: the output must end in .npz or .kmc, not {ext or 'nothing'!r}"
+        )
+    _refuse_same(args.input, args.output)
+    check_output(args.output, args.force)
     src = io.BytesIO(read_input(args.input))
     out = io.BytesIO()
-    to_npz = Path(args.output).suffix.lower() == ".npz"
     try:
-        (npz.kmc_to_npz if to_npz else npz.npz_to_kmc)(src, out)
+        (npz.kmc_to_npz if ext == ".npz" else npz.npz_to_kmc)(src, out)
     except (OSError, ValueError) as e:
-        raise CliError(UNREADABLE, f"{args.input}: {e}") from None
+        raise CliError(UNREADABLE, f"{args.input}: {_clean(str(e), args.input)}") from None
     write_atomically(args.output, out.getvalue(), args.force)
     return OK
 
 
+# --- the parser and main -----------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line."""
+
+    def error(self, message: str):
+        self.exit(USAGE, f"kmc: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="kmc", description="k-means colour quantization to .kmc files (a Pillow format)."
     )
     p.add_argument("--version", action="version", version=f"kmc (pil_kmc) {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     e = sub.add_parser("encode", help="quantize images to .kmc")
     e.add_argument("inputs", nargs="+", metavar="IN", help="image files, or - for standard input")
-    size = e.add_mutually_exclusive_group()
-    size.add_argument("-k", "--clusters", type=int, default=256, help="colours (1-256)")
-    size.add_argument(
+    e.add_argument(
+        "-k",
+        "--clusters",
+        type=int,
+        default=256,
+        help="colours, 1-256 (default 256); with --quality or --psnr, the most",
+    )
+    target = e.add_mutually_exclusive_group()
+    target.add_argument(
         "--quality",
-        type=_quality,
+        type=_quality_range,
         metavar="MIN-MAX",
-        help="PSNR dB: the fewest colours reaching MAX; fail (99) below MIN",
+        help="pngquant's 0-100 scale: the fewest colours reaching MAX; below MIN, exit 99 "
+        "(N alone means 90%% of N to N)",
+    )
+    target.add_argument(
+        "--psnr", type=_psnr_range, metavar="MIN-MAX", help="as --quality, in dB of PSNR"
     )
     out = e.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", metavar="OUT", help="output file (one input), - for stdout")
-    out.add_argument("--ext", default=".kmc", help="output extension beside each input (.kmc)")
-    e.add_argument("-j", "--jobs", type=int, help="processes (default: all cores)")
+    out.add_argument(
+        "--ext",
+        type=_extension,
+        default=".kmc",
+        help="replaces each input's extension, e.g. .kmc (default) or --ext=-q.kmc",
+    )
+    e.add_argument("-j", "--jobs", type=_jobs, help="processes (default: all cores)")
+    e.add_argument(
+        "--strip",
+        action="store_true",
+        help="store no EXIF (GPS included; orientation applied), XMP, text or DPI",
+    )
+    e.add_argument(
+        "--first-frame",
+        action="store_true",
+        help="of an animation, keep the first frame (otherwise refused)",
+    )
     e.add_argument("--dither", action="store_true", help="Floyd-Steinberg dithering")
     e.add_argument("--optimize", action="store_true", help="smaller files, slower encoding")
     e.add_argument("--colorspace", choices=("rgb", "oklab"), help="space to cluster in")
@@ -297,11 +1021,17 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="write a .kmc (or .npz) as PNG, JPEG, WebP...")
     d.add_argument("input", metavar="IN")
     d.add_argument("output", metavar="OUT", help="format from the extension; - for PNG on stdout")
+    d.add_argument(
+        "--background",
+        type=_background,
+        metavar="COLOUR",
+        help="flatten transparency onto this colour (for JPEG, BMP...)",
+    )
     d.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     d.set_defaults(run=cmd_decode)
 
-    i = sub.add_parser("info", help="header fields, k, bytes and bits per pixel")
-    i.add_argument("files", nargs="+", metavar="FILE")
+    i = sub.add_parser("info", help="size, colour model, colours, bytes and metadata")
+    i.add_argument("files", nargs="+", metavar="FILE", help=".kmc or .npz files")
     i.set_defaults(run=cmd_info)
 
     n = sub.add_parser("npz", help="convert .kmc <-> the original .npz layout, losslessly")
@@ -309,17 +1039,46 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("output", metavar="OUT", help="ending in .npz or .kmc")
     n.add_argument("-f", "--force", action="store_true", help="replace an existing output")
     n.set_defaults(run=cmd_npz)
+    p.commands = {"encode": e, "decode": d, "info": i, "npz": n}
     return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Options and file names in any order, as pngquant takes them (``kmc encode *.png -k 16``)."""
+    p = parser()
+    if argv and argv[0] in p.commands:
+        rest = list(argv[1:])
+        # pngquant's --ext takes the next word even when it starts with a dash.
+        for i in range(len(rest) - 2, -1, -1):
+            if rest[i] == "--ext" and rest[i + 1].startswith("-"):
+                rest[i : i + 2] = [f"--ext={rest[i + 1]}"]
+        return p.commands[argv[0]].parse_intermixed_args(rest)
+    return p.parse_args(argv)  # --help, --version and mistakes
 
 
 def main(argv: list[str] | None = None) -> int:
     import pil_kmc  # noqa: F401  (registers the formats in worker processes too)
 
-    args = parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except CliError as e:
-        print(f"kmc: {e}", file=sys.stderr)
-        return e.status
-    except KeyboardInterrupt:
-        return 130
+    with _handling_signals():
+        try:
+            args = parse(sys.argv[1:] if argv is None else argv)
+            status = args.run(args)
+            _check_interrupt()  # a signal held back during the last write
+            return status
+        except CliError as e:
+            print(f"kmc: {e}", file=sys.stderr)
+            return e.status
+        except Interrupted as e:
+            return 128 + e.signum
+        except KeyboardInterrupt:
+            return 128 + signal.SIGINT
+        except BrokenPipeError:  # e.g. `kmc info *.kmc | head -1`
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return FAILED
+        except MemoryError:
+            print("kmc: out of memory", file=sys.stderr)
+            return FAILED
+        except Exception as e:  # one line, never a traceback
+            print(f"kmc: {type(e).__name__}: {e}", file=sys.stderr)
+            return FAILED

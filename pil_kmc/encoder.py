@@ -7,6 +7,7 @@ a bad argument raises :class:`ValueError` before a byte is written.
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,15 +26,61 @@ _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items
 _METADATA_KEYS = ("icc_profile", "exif", "xmp", "dpi", "text")
 
 
-class QualityNotReached(ValueError):
-    """Even the largest allowed palette does not reach the minimum ``quality``."""
+def quality_to_mse(quality: float) -> float:
+    """libimagequant's quality-to-error curve, as a mean squared error per channel in 0-255 levels.
 
-    def __init__(self, psnr: float, minimum: float, clusters: int) -> None:
+    The curve is libimagequant's ``quality_to_mse`` (src/quant.rs; in the C
+    versions lib/libimagequant.c), "fudged to be roughly similar to quality
+    of libjpeg", scaled as its ``mse_to_standard_mse`` scales errors for
+    display (x 65536 / 6; its internal weight cancels out). 0 allows any
+    error, 100 none.
+    """
+    if quality <= 0:
+        return math.inf
+    if quality >= 100:
+        return 0.0
+    fudge = max(0.0, 0.016 / (0.001 + quality) - 0.001)
+    return (fudge + 2.5 / (210.0 + quality) ** 1.2 * (100.1 - quality) / 100.0) * 65536.0 / 6.0
+
+
+# libimagequant measures its error in a weighted, gamma-adjusted space in
+# which noisy areas count less, so on plain sRGB its results sit above its
+# own curve. Allowing this factor more makes k-means choose about as many
+# colours as pngquant does (the calibration is in the README's command-line
+# section).
+PNGQUANT_SCALE = 1.5
+
+
+def allowed_mse(quality: float) -> float:
+    """The mean squared error per channel (sRGB, 0-255) that ``quality`` allows here."""
+    return PNGQUANT_SCALE * quality_to_mse(quality)
+
+
+def mse_to_quality(mse: float) -> int:
+    """The highest integer quality whose :func:`allowed_mse` admits ``mse``, as libimagequant."""
+    slack = PNGQUANT_SCALE * 1e-6 * 65536.0 / 6.0  # libimagequant's epsilon, on the same scale
+    return next((q for q in range(100, 0, -1) if mse <= allowed_mse(q) + slack), 0)
+
+
+def psnr_to_mse(psnr: float) -> float:
+    """The mean squared error per channel at which 8-bit images reach ``psnr`` dB."""
+    return 255.0**2 / 10 ** (psnr / 10)
+
+
+class QualityNotReached(ValueError):
+    """Even the largest allowed palette misses the minimum ``quality`` (or ``psnr``)."""
+
+    def __init__(self, mse: float, options: SaveOptions, clusters: int) -> None:
+        psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+        if options.psnr is not None:
+            got, wanted = f"{psnr:.2f} dB PSNR", f"{options.psnr[0]:g} dB"
+        else:
+            got = f"quality {mse_to_quality(mse)} (MSE {mse:.2f})"
+            wanted = f"{options.quality[0]:g}"
         super().__init__(
-            f"quality not reached: {clusters} clusters give {psnr:.2f} dB PSNR, "
-            f"below the minimum of {minimum:g} dB"
+            f"quality not reached: {clusters} colours give {got}, below the minimum of {wanted}"
         )
-        self.psnr = psnr
+        self.mse, self.psnr, self.quality = mse, psnr, mse_to_quality(mse)
 
 
 @dataclass(frozen=True)
@@ -41,7 +88,8 @@ class SaveOptions:
     """Validated save parameters; see the README's table for their meaning."""
 
     clusters: int = DEFAULT_CLUSTERS
-    quality: tuple[float, float] | None = None
+    quality: tuple[float, float] | None = None  # (min, max), pngquant's 0-100
+    psnr: tuple[float, float] | None = None  # (min, max) in dB
     seed: int = 0
     max_iter: int = 15  # as pil_kmc.kmeans.DEFAULT_MAX_ITER (not imported: it needs scipy)
     tol: float = 0.02  # as pil_kmc.kmeans.DEFAULT_TOL
@@ -111,18 +159,30 @@ def _number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _quality(value: Any) -> tuple[float, float] | None:
-    """``(min, max)`` PSNR in dB; a single number ``n`` means ``(0, n)``, as in pngquant."""
+def _pair(name: str, value: Any, single, unit: str, top: float) -> tuple[float, float] | None:
+    """``(min, max)`` from a pair, or from one number through ``single(n)``."""
     if value is None:
         return None
-    pair = (0, value) if _number(value) else value
+    pair = single(value) if _number(value) else value
     try:
         low, high = pair
     except (TypeError, ValueError):
-        raise ValueError(f"quality must be (min, max) PSNR in dB, not {value!r}") from None
-    if not (_number(low) and _number(high) and 0 <= low <= high <= 100):
-        raise ValueError(f"quality must be (min, max) with 0 <= min <= max <= 100, not {value!r}")
+        raise ValueError(f"{name} must be (min, max) {unit}, not {value!r}") from None
+    if not (_number(low) and _number(high) and 0 <= low <= high <= top):
+        raise ValueError(
+            f"{name} must be (min, max) with 0 <= min <= max <= {top:g}, not {value!r}"
+        )
     return float(low), float(high)
+
+
+def _quality(value: Any) -> tuple[float, float] | None:
+    """pngquant's ``--quality``: ``(min, max)`` from 0 to 100; one number n means (0.9 n, n)."""
+    return _pair("quality", value, lambda n: (n * 9 // 10, n), "from 0 to 100", 100)
+
+
+def _psnr(value: Any) -> tuple[float, float] | None:
+    """``(min, max)`` PSNR in dB; one number n means (0, n)."""
+    return _pair("psnr", value, lambda n: (0, n), "PSNR in dB", 100)
 
 
 def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> SaveOptions:
@@ -151,6 +211,9 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
     if colorspace not in COLORSPACES:
         raise ValueError(f"colorspace must be 'rgb' or 'oklab', not {colorspace!r}")
     optimize = _flag("optimize", params.get("optimize", d.optimize))
+    quality, psnr = _quality(params.get("quality")), _psnr(params.get("psnr"))
+    if quality is not None and psnr is not None:
+        raise ValueError("quality and psnr are two scales for one target; give one or the other")
     clusters = params.get("clusters", d.clusters)
     if "colors" in params:
         if "clusters" in params and params["clusters"] != params["colors"]:
@@ -164,7 +227,8 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
         raise ValueError("optimize=True chooses the compression itself; give one or the other")
     return SaveOptions(
         clusters=_integer("clusters", clusters, 1, 256),
-        quality=_quality(params.get("quality")),
+        quality=quality,
+        psnr=psnr,
         seed=_integer("seed", params.get("seed", d.seed), 0, 2**64 - 1),
         max_iter=_integer("max_iter", params.get("max_iter", d.max_iter), 1, 10_000),
         tol=float(tol),
@@ -180,9 +244,9 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
 def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, int]:
     """Palette and index plane of ``im`` (a :class:`~pil_kmc.quantize.Quantized`), and C.
 
-    With ``options.quality``, the smallest k that reaches its maximum PSNR
-    (at most ``options.clusters``); :class:`QualityNotReached` if even
-    ``options.clusters`` stays below its minimum.
+    With ``options.quality`` or ``options.psnr``, the smallest k (at most
+    ``options.clusters``) whose error reaches the maximum;
+    :class:`QualityNotReached` if even ``options.clusters`` misses the minimum.
     """
     import numpy as np
 
@@ -215,13 +279,16 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
             own=own,
         )
 
-    if options.quality is None:
+    if options.quality is not None:
+        worst, goal = (allowed_mse(q) for q in options.quality)
+    elif options.psnr is not None:
+        worst, goal = (psnr_to_mse(p) for p in options.psnr)
+    else:
         return run(options.clusters), channels
-    low, high = options.quality
-    result = quantize.smallest_reaching(run, array, high, options.clusters)
-    achieved = quantize.psnr(array, result)
-    if achieved < low:
-        raise QualityNotReached(achieved, low, result.k)
+    result = quantize.smallest_reaching(run, array, goal, options.clusters)
+    achieved = quantize.mse(array, result)
+    if achieved > worst:
+        raise QualityNotReached(achieved, options, result.k)
     return result, channels
 
 

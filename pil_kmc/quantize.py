@@ -220,32 +220,37 @@ def reorder(result: Quantized, order: np.ndarray) -> Quantized:
     return Quantized(result.palette[order], _rank(order, result.k)[result.indices])
 
 
-def psnr(pixels: np.ndarray, result: Quantized) -> float:
-    """PSNR in dB of the quantized image against ``pixels`` (inf if identical)."""
+def mse(pixels: np.ndarray, result: Quantized) -> float:
+    """Mean squared error per channel of the quantized image against ``pixels``."""
     palette = result.palette
     if palette.shape[1] in (2, 4):  # an invisible colour is no error (pixels has it as zero)
         palette = np.where(palette[:, -1:] == 0, 0, palette).astype(np.uint8)
     diff = pixels.astype(np.float64) - palette[result.indices]
-    mse = float(np.mean(diff * diff))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    return float(np.mean(diff * diff))
+
+
+def psnr(pixels: np.ndarray, result: Quantized) -> float:
+    """PSNR in dB of the quantized image against ``pixels`` (inf if identical)."""
+    error = mse(pixels, result)
+    return float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
 
 
 def smallest_reaching(
-    run: Callable[[int], Quantized], pixels: np.ndarray, target: float, most: int
+    run: Callable[[int], Quantized], pixels: np.ndarray, max_mse: float, most: int
 ) -> Quantized:
-    """The result of ``run(k)`` for the smallest k <= ``most`` whose PSNR reaches ``target``.
+    """``run(k)`` for the smallest k <= ``most`` whose :func:`mse` is at most ``max_mse``.
 
-    If even ``most`` does not reach it, ``run(most)``. Binary search: PSNR
-    grows with k (a larger palette can always do at least as well).
+    If even ``most`` does not reach it, ``run(most)``. Binary search: the
+    error falls as k grows (a larger palette can always do at least as well).
     """
     results = {most: run(most)}
-    if psnr(pixels, results[most]) < target:
+    if mse(pixels, results[most]) > max_mse:
         return results[most]
     low, high = 1, most  # high always reaches the target
     while low < high:
         mid = (low + high) // 2
         results[mid] = run(mid)
-        if psnr(pixels, results[mid]) >= target:
+        if mse(pixels, results[mid]) <= max_mse:
             high = mid
         else:
             low = mid + 1

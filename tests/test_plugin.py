@@ -249,26 +249,58 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
     return 10 * np.log10(255**2 / np.mean(d * d))
 
 
-def test_quality_picks_the_smallest_k_reaching_the_maximum():
+def test_psnr_picks_the_smallest_k_reaching_the_maximum():
     im = photo()
-    out = reopen(save(im, quality=(20, 30)))
+    out = reopen(save(im, psnr=(20, 30)))
     k = len(out.getcolors(256))
     assert psnr(im, out) >= 30
     smaller = reopen(save(im, clusters=k - 1))
     assert psnr(im, smaller) < 30
 
 
+def test_psnr_minimum_not_reached_is_a_distinct_error():
+    from pil_kmc.encoder import QualityNotReached
+
+    with pytest.raises(QualityNotReached, match="quality not reached.*dB PSNR"):
+        save(photo(), clusters=2, psnr=(40, 50))
+
+
+def test_quality_is_pngquants_scale_through_libimagequants_curve():
+    from pil_kmc.encoder import allowed_mse
+
+    im = photo()
+    out = reopen(save(im, quality=(0, 50)))
+    k = len(out.getcolors(256))
+    error = 255**2 / 10 ** (psnr(im, out) / 10)
+    assert 1 < k < 256 and error <= allowed_mse(50)
+    smaller = reopen(save(im, clusters=k - 1))
+    assert 255**2 / 10 ** (psnr(im, smaller) / 10) > allowed_mse(50)
+    # Higher is better: a higher quality never takes fewer colours.
+    assert len(reopen(save(im, quality=(0, 65))).getcolors(256)) > k
+    assert len(reopen(save(im, quality=(0, 30))).getcolors(256)) < k
+
+
 def test_quality_minimum_not_reached_is_a_distinct_error():
     from pil_kmc.encoder import QualityNotReached
 
-    with pytest.raises(QualityNotReached, match="quality not reached"):
-        save(photo(), clusters=2, quality=(40, 50))
+    with pytest.raises(QualityNotReached, match="quality not reached.*below the minimum of 90"):
+        save(photo(), clusters=2, quality=(90, 95))
+    # One number n is pngquant's "n": at least 0.9 n, aiming at n.
+    with pytest.raises(QualityNotReached, match="minimum of 85"):
+        save(photo(), clusters=2, quality=95)
 
 
 @pytest.mark.parametrize("quality", [(50, 40), (-1, 5), "high", (1, 2, 3), (0, 101)])
 def test_bad_quality_is_a_value_error(quality):
     with pytest.raises(ValueError, match="quality must be"):
         save(photo(), quality=quality)
+    with pytest.raises(ValueError, match="psnr must be"):
+        save(photo(), psnr=quality)
+
+
+def test_quality_and_psnr_together_are_refused():
+    with pytest.raises(ValueError, match="one or the other"):
+        save(photo(), quality=(60, 80), psnr=(30, 40))
 
 
 def test_dither_changes_indices_but_not_the_palette_and_is_deterministic():
