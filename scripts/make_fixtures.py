@@ -103,6 +103,48 @@ def expected_png(indices: np.ndarray, pal: np.ndarray, channels: int) -> Image.I
     return Image.fromarray(pal[indices], "RGB" if channels == 3 else "RGBA")
 
 
+# Golden encodes: a known image and options must give exactly these bytes
+# (tests/test_fixtures.py), the determinism promise. Their sources are made
+# here from a formula, and stored beside them as PNG.
+ENCODES = [
+    ("encode-rgb-k16", "RGB", {"clusters": 16}),
+    ("encode-rgb-k200-optimize", "RGB", {"clusters": 200, "optimize": True}),
+    ("encode-rgba-k40", "RGBA", {"clusters": 40}),
+    ("encode-gray-k6", "L", {"clusters": 6}),
+]
+
+
+def encode_source(mode: str) -> Image.Image:
+    """A deterministic photo-like image: smooth gradients, edges and noise, 120 x 90."""
+    y, x = np.mgrid[0:90, 0:120].astype(np.float64)
+    noise = ((x * 7919 + y * 104729) % 61) / 61 * 24 - 12
+    r = 128 + 100 * np.sin(x / 17) + noise
+    g = 90 + 0.9 * y + 40 * (x > 70) + noise
+    b = 200 - 1.2 * x + 30 * np.cos(y / 9) - noise
+    a = np.where((x - 60) ** 2 + (y - 45) ** 2 < 900, 255, np.where(x < 20, 0, 128))
+    rgba = np.clip(np.stack([r, g, b, a], axis=2), 0, 255).astype(np.uint8)
+    return Image.fromarray(rgba, "RGBA").convert(mode)
+
+
+def golden_encodes() -> list[str]:
+    import io
+
+    import pil_kmc  # noqa: F401  (registers the format)
+
+    lines = []
+    for name, mode, options in ENCODES:
+        source = encode_source(mode)
+        source.save(OUT / f"{name}-source.png")
+        buffer = io.BytesIO()
+        source.save(buffer, "KMC", **options)
+        (OUT / f"{name}.kmc").write_bytes(buffer.getvalue())
+        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+            target = {"L": "L", "LA": "LA"}.get(decoded.mode, "RGBA" if mode == "RGBA" else "RGB")
+            decoded.convert(target).save(OUT / f"{name}.png")
+        lines.append(f"| `{name}` | `{name}-source.png` saved with `{options}` |")
+    return lines
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     lines = [
@@ -121,6 +163,7 @@ def main() -> None:
             f"| `{name}` | {w}x{h} | {layout.CHANNEL_NAMES[channels]} | {k} | "
             f"{header.bit_depth} | {layout.COMPRESSION_NAMES[compression]} |"
         )
+    lines += ["", "| golden encode | made from |", "|---|---|", *golden_encodes()]
     readme = OUT / "README.md"
     readme.write_text(
         "# Golden files\n\nMade by `python scripts/make_fixtures.py`; do not edit by hand. "

@@ -31,3 +31,29 @@ def test_metadata_fixture_opens_with_its_metadata():
     with Image.open(FIXTURES / "gray-k3-depth2-zlib-metadata.kmc") as im:
         assert im.info["Title"] == "golden"
         assert [round(v) for v in im.info["dpi"]] == [96, 96]
+
+
+ENCODES = sorted(FIXTURES.glob("encode-*-source.png"))
+
+
+@pytest.mark.parametrize("source", ENCODES, ids=lambda p: p.stem.removesuffix("-source"))
+def test_a_known_image_and_options_give_known_bytes(source: Path):
+    # The options of each golden encode are in scripts/make_fixtures.py.
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location(
+        "make_fixtures", FIXTURES.parent / "scripts" / "make_fixtures.py"
+    )
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    name = source.stem.removesuffix("-source")
+    options = next(o for n, _, o in make.ENCODES if n == name)
+    buffer = io.BytesIO()
+    with Image.open(source) as im:
+        im.save(buffer, "KMC", **options)
+    assert buffer.getvalue() == (FIXTURES / f"{name}.kmc").read_bytes()
+
+
+def test_every_golden_encode_is_there():
+    assert len(ENCODES) >= 4
