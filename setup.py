@@ -16,6 +16,7 @@ setup(
                 "csrc/context4.c",
                 "csrc/strips5.c",
                 "csrc/packing.c",
+                "csrc/dither.c",
             ],
             depends=["csrc/kmc_codec.h"],
             include_dirs=["csrc"],

@@ -66,4 +66,9 @@ int kmc_strips_encode_strip(const uint8_t *plane, uint32_t width, uint32_t y0, u
 int kmc_unpack_rows(const uint8_t *data, uint32_t width, uint32_t height, int bit_depth, int k,
                     uint8_t *out);
 
+/* Floyd-Steinberg error diffusion of width * height pixels of `channels`
+ * bytes onto `palette` (k entries), strength 0 to 256; indices into `out`. */
+int kmc_dither(const uint8_t *pixels, uint32_t width, uint32_t height, int channels,
+               const uint8_t *palette, int k, int strength, uint8_t *out);
+
 #endif

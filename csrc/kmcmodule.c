@@ -204,7 +204,45 @@ static PyObject *unpack_rows(PyObject *self, PyObject *args) {
     return PyLong_FromLong(code);
 }
 
+PyDoc_STRVAR(dither_doc,
+             "dither(pixels, width, height, channels, palette, strength, out) -> None\n\n"
+             "Floyd-Steinberg indices of the pixels into the palette (strength 0 to 256).");
+
+static PyObject *dither(PyObject *self, PyObject *args) {
+    Py_buffer pixels, palette, out;
+    unsigned long long width, height;
+    int channels, strength, code;
+    PyObject *out_obj;
+    if (!PyArg_ParseTuple(args, "y*KKiy*iO", &pixels, &width, &height, &channels, &palette,
+                          &strength, &out_obj))
+        return NULL;
+    int k = channels >= 1 && channels <= 4 ? (int)(palette.len / channels) : 0;
+    if (get_dims(width, height, k) < 0 || palette.len != (Py_ssize_t)k * channels ||
+        (unsigned long long)pixels.len != width * height * (unsigned long long)channels ||
+        strength < 0 || strength > 256) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "invalid dither arguments");
+        PyBuffer_Release(&pixels);
+        PyBuffer_Release(&palette);
+        return NULL;
+    }
+    if (plane_buffer(out_obj, &out, width * height, 1) < 0) {
+        PyBuffer_Release(&pixels);
+        PyBuffer_Release(&palette);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_dither(pixels.buf, (uint32_t)width, (uint32_t)height, channels, palette.buf, k,
+                      strength, out.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&pixels);
+    PyBuffer_Release(&palette);
+    PyBuffer_Release(&out);
+    if (code == KMC_NOMEM) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"dither", dither, METH_VARARGS, dither_doc},
     {"unpack_rows", unpack_rows, METH_VARARGS, unpack_rows_doc},
     {"context_decode", context_decode, METH_VARARGS, context_decode_doc},
     {"context_encode", context_encode, METH_VARARGS, context_encode_doc},

@@ -1,0 +1,72 @@
+"""Error diffusion in compiled code: the same indices as the plain-Python reference."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from pil_kmc import _kmc
+
+from .reference import dither as reference
+
+
+@st.composite
+def cases(draw):
+    channels = draw(st.integers(1, 4))
+    w, h = draw(st.integers(1, 24)), draw(st.integers(1, 16))
+    pixels = draw(hnp.arrays(np.uint8, (h, w, channels)))
+    k = draw(st.integers(1, 20))
+    palette = draw(hnp.arrays(np.uint8, (k, channels), unique=False))
+    strength = draw(st.sampled_from([0, 1, 128, 200, 256]))
+    return pixels, palette, strength
+
+
+def compiled(pixels: np.ndarray, palette: np.ndarray, strength: int) -> np.ndarray:
+    h, w, channels = pixels.shape
+    out = bytearray(w * h)
+    _kmc.dither(pixels.tobytes(), w, h, channels, palette.tobytes(), strength, out)
+    return np.frombuffer(out, np.uint8).reshape(h, w)
+
+
+@settings(max_examples=60)
+@given(cases())
+def test_compiled_dithering_agrees_with_the_reference(case):
+    pixels, palette, strength = case
+    h, w, channels = pixels.shape
+    expected = reference.dither(
+        [[tuple(p) for p in row] for row in pixels.tolist()],
+        w,
+        h,
+        channels,
+        palette.tolist(),
+        strength,
+    )
+    assert compiled(pixels, palette, strength).tolist() == expected
+
+
+def test_no_strength_is_the_nearest_colour():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    distances = ((pixels[:, :, None].astype(int) - palette[None, None].astype(int)) ** 2).sum(-1)
+    assert np.array_equal(compiled(pixels, palette, 0), distances.argmin(-1))
+
+
+def test_full_strength_keeps_the_mean_colour():
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(60, 200, (120, 160, 3), dtype=np.uint8)
+    palette = np.array(
+        [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 0, 255], [0, 255, 0]], np.uint8
+    )
+    mean = palette[compiled(pixels, palette, 256)].reshape(-1, 3).mean(axis=0)
+    assert np.abs(mean - pixels.reshape(-1, 3).mean(axis=0)).max() < 2
+
+
+def test_transparent_pixels_take_the_transparent_entry_and_pass_no_error():
+    pixels = np.zeros((4, 6, 4), np.uint8)
+    pixels[:, :3] = (200, 30, 30, 255)
+    palette = np.array([[0, 0, 0, 0], [255, 0, 0, 255], [0, 0, 0, 255]], np.uint8)
+    out = compiled(pixels, palette, 256)
+    assert (out[:, 3:] == 0).all() and (out[:, :3] != 0).all()
