@@ -208,9 +208,9 @@ def shared_palette(
 def as_palette(value: Any) -> np.ndarray:
     """A given palette as a read-only (n, C) uint8 array, 1 <= n <= 256, 1 <= C <= 4.
 
-    Takes an (n, C) uint8 array (or nested lists of ints), a Pillow
-    ``ImagePalette`` (every entry), a P image (its palette in order, up to
-    the last entry it uses: an opened ``.kmc`` gives its ``KPAL``), or
+    Takes an (n, C) uint8 array, a Pillow
+    ``ImagePalette`` (every entry), a P image (its palette, every entry in
+    order: an opened ``.kmc`` gives its ``KPAL``), or
     another Pillow image (its distinct colours, in its storage colour model).
     Raises :class:`ValueError` for anything else.
     """
@@ -259,20 +259,20 @@ def as_palette(value: Any) -> np.ndarray:
 
 
 def _p_palette(im: Image.Image) -> np.ndarray:
-    """A P image's palette in its order, up to the last entry its pixels use.
+    """A P image's palette, every entry in its order (an opened ``.kmc``: its ``KPAL``).
 
-    Entries past that are usually padding (GIF, PNG-8). With transparency
-    (an RGBA palette or ``info["transparency"]``), RGBA, fully transparent
-    entries zeroed as a save zeroes such pixels.
+    Indices past its end show black, as Pillow converts them. With
+    transparency (an RGBA palette or ``info["transparency"]``), RGBA, fully
+    transparent entries zeroed as a save zeroes such pixels.
     """
     if im.width == 0 or im.height == 0:
         raise ValueError("palette image is empty: a palette needs 1 to 256 colours")
-    used = int(np.asarray(im).max()) + 1
     _, channels = pixels.colour_model(im)
     rgb = np.array(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
-    if len(rgb) < used:  # indices past the palette show black, as Pillow converts them
-        rgb = np.vstack([rgb, np.zeros((used - len(rgb), 3), np.uint8)])
-    rgb = rgb[:used]
+    used = max(len(rgb), int(np.asarray(im).max()) + 1)
+    if used > 256:
+        raise ValueError(f"palette image has {used} palette entries; a palette holds 1 to 256")
+    rgb = np.vstack([rgb, np.zeros((used - len(rgb), 3), np.uint8)])
     if channels == layout.RGB:
         return rgb
     if im.palette is not None and im.palette.mode == "RGBA":
