@@ -56,9 +56,7 @@ def stored(data: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 def photo(w: int = 64, h: int = 48, shift: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
-    return np.stack([(x * 4 + shift) % 256, y * 5, (x * y + shift) % 256], axis=2).astype(
-        np.uint8
-    )
+    return np.stack([(x * 4 + shift) % 256, y * 5, (x * y + shift) % 256], axis=2).astype(np.uint8)
 
 
 # --- a shared palette ----------------------------------------------------------------
@@ -99,9 +97,7 @@ def test_shared_palette_does_not_depend_on_the_order_of_the_images(arrays, k, ra
     images = [to_image(a) for a in arrays]
     shuffled = list(images)
     random.shuffle(shuffled)
-    assert np.array_equal(
-        pil_kmc.shared_palette(images, k), pil_kmc.shared_palette(shuffled, k)
-    )
+    assert np.array_equal(pil_kmc.shared_palette(images, k), pil_kmc.shared_palette(shuffled, k))
 
 
 @given(st.lists(pixels(3), min_size=1, max_size=4), st.integers(1, 60))
