@@ -252,14 +252,22 @@ def encode_batch(
             if failure is not None:
                 failures.append(failure)
                 continue
-            pending.add(client.submit(encode_task, item[0], name, data, params, pure=False))
+            future = client.submit(encode_task, item[0], name, data, params, pure=False)
+            inputs[future.key] = item[0], name
+            pending.add(future)
             in_flight += 1
         return failures
 
+    inputs: dict = {}
     yield from refill()
     for future in pending:
         in_flight -= 1
-        outcome = future.result()
+        index, name = inputs.pop(future.key)
+        try:
+            outcome = future.result()
+        except Exception as e:  # the task itself failed on the cluster (a lost worker...)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            outcome = Outcome(index, name, "failed", f"{name}: failed on the cluster ({reason})")
         future.release()
         yield outcome
         yield from refill()

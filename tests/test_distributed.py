@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,20 @@ def test_kmc_encode_on_the_scheduler_writes_what_the_local_run_writes(client, in
     assert cli.main(["encode", *names, "-k", "8", "--scheduler", address, "-f"]) == cli.OK
     for name in names:
         assert Path(name).with_suffix(".kmc").read_bytes() == local_bytes(Path(name), clusters=8)
+
+
+class FailsOnTheWorker:
+    """Pickles on the client; unpickling it on the cluster raises ZeroDivisionError."""
+
+    def __reduce__(self):
+        return (operator.truediv, (1, 0))
+
+
+def test_a_task_that_fails_on_the_cluster_is_reported_and_the_batch_goes_on(client, inputs):
+    good = [p for p in inputs if p.name != "broken.png"][:3]
+    outcomes = list(distributed.encode_batch(client, good, {"text": {"x": FailsOnTheWorker()}}))
+    assert sorted(o.index for o in outcomes) == [0, 1, 2]
+    assert all(o.kind == "failed" and "failed on the cluster" in o.message for o in outcomes)
+    assert all(o.name in o.message for o in outcomes)
+    after = list(distributed.encode_batch(client, good[:1], {"clusters": 4}))
+    assert after[0].ok and after[0].data == local_bytes(good[0], clusters=4)
