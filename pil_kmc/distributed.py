@@ -21,8 +21,9 @@ everything here but the ``client`` arguments works without it.
 from __future__ import annotations
 
 import io
+import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,9 +137,10 @@ def merge_task(*parts: Partial) -> Partial:
     return Partial(merge_histograms(hists) if hists else None, failures)
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    items = iter(items)
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
 
 
 def _threads(client) -> int:
@@ -149,38 +151,57 @@ def merged_histogram(sources: Sequence[ImageSource], client=None, jobs: int = 1)
     """The merged histogram of ``sources`` (paths or encoded bytes) and the inputs that failed.
 
     On ``client`` (a ``dask.distributed.Client``) the histograms are made
-    and summed on the workers; otherwise in ``jobs`` local processes.
-    Failures are sorted by input index.
+    and summed on the workers; otherwise in ``jobs`` local processes. Either
+    way the inputs are read a window at a time and the histograms summed as
+    they come, so memory stays bounded. Failures are sorted by input index.
     """
-    reads = [_read(i, s) for i, s in enumerate(sources)]
-    unread = tuple(o for _, _, o in reads if o is not None)
-    tasks = [(i, name, data) for i, (name, data, o) in enumerate(reads) if o is None]
+    items = list(enumerate(sources))
     if client is not None:
-        part = _merge_on_cluster(client, tasks)
-    elif jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(min(jobs, len(tasks))) as pool:
-            part = merge_task(*pool.map(histogram_task, *zip(*tasks, strict=True)))
+        part = _merge_on_cluster(client, items)
+    elif jobs > 1 and len(items) > 1:
+        with ProcessPoolExecutor(min(jobs, len(items))) as pool:
+            part = _running_sum(pool.map(_read_and_histogram, items))
     else:
-        part = merge_task(*(histogram_task(*t) for t in tasks))
-    failures = tuple(sorted(unread + part.failures, key=lambda o: o.index))
-    return Partial(part.histogram, failures)
+        part = _running_sum(map(_read_and_histogram, items))
+    return Partial(part.histogram, tuple(sorted(part.failures, key=lambda o: o.index)))
 
 
-def _merge_on_cluster(client, tasks: list) -> Partial:
+def _read_and_histogram(item: tuple[int, ImageSource]) -> Partial:
+    name, data, failure = _read(*item)
+    return Partial(None, (failure,)) if failure is not None else histogram_task(item[0], name, data)
+
+
+def _running_sum(parts: Iterable[Partial]) -> Partial:
+    total = Partial(None)
+    for group in _chunks(parts, _FAN_IN):
+        total = merge_task(total, *group)
+    return total
+
+
+def _merge_on_cluster(client, items: list) -> Partial:
     """Map the histograms onto the cluster and sum them there, a window of inputs at a time."""
-    if not tasks:
-        return Partial(None)
+    distributed = require_dask()
     window = _IN_FLIGHT_PER_THREAD * _threads(client)
+    unread: list[Outcome] = []
     total, previous = None, None
-    for chunk in _chunks(tasks, window):
-        leaves = [client.submit(histogram_task, *t, pure=False) for t in chunk]
+    for chunk in _chunks(items, window):
+        leaves = []
+        for index, source in chunk:
+            name, data, failure = _read(index, source)
+            if failure is not None:
+                unread.append(failure)
+            else:
+                leaves.append(client.submit(histogram_task, index, name, data, pure=False))
+        if not leaves:
+            continue
         while len(leaves) > 1:
             leaves = [client.submit(merge_task, *g, pure=False) for g in _chunks(leaves, _FAN_IN)]
         total = leaves[0] if total is None else client.submit(merge_task, total, leaves[0])
         if previous is not None:  # at most two windows of inputs held at once
-            previous.result()
+            distributed.wait(previous)
         previous = total
-    return total.result()
+    part = total.result() if total is not None else Partial(None)
+    return Partial(part.histogram, part.failures + tuple(unread))
 
 
 def shared_palette(
