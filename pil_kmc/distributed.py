@@ -244,6 +244,43 @@ def encode_task(index: int, name: str, data: bytes, params: dict) -> Outcome:
     return Outcome(index, name, "ok", data=buffer.getvalue())
 
 
+def windowed(client, func, items: Iterable[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any, Any]]:
+    """Run ``func(*args)`` on ``client``'s cluster for each ``(tag, args)`` of ``items``.
+
+    Yields ``(tag, result, None)``, or ``(tag, None, error)`` when the task
+    failed on the cluster (a lost worker, a task that could not be
+    unpickled...), as each completes. ``items`` is drawn only while fewer
+    than a few tasks per worker thread are in flight, so inputs read lazily
+    stay bounded in memory.
+    """
+    distributed = require_dask()
+    pending = distributed.as_completed()
+    window = _IN_FLIGHT_PER_THREAD * _threads(client)
+    todo = iter(items)
+    tags: dict = {}
+
+    def refill() -> None:
+        while len(tags) < window:
+            item = next(todo, None)
+            if item is None:
+                return
+            tag, args = item
+            future = client.submit(func, *args, pure=False)
+            tags[future.key] = tag
+            pending.add(future)
+
+    refill()
+    for future in pending:
+        tag = tags.pop(future.key)
+        try:
+            result, error = future.result(), None
+        except Exception as e:  # the task itself failed on the cluster
+            result, error = None, e
+        future.release()
+        yield tag, result, error
+        refill()
+
+
 def encode_batch(
     client, sources: Sequence[ImageSource], params: dict | None = None
 ) -> Iterator[Outcome]:
@@ -254,41 +291,26 @@ def encode_batch(
     bytes are those of ``Image.open(source).save(..., "KMC", **params)`` here.
     Inputs are read and sent a window at a time, so memory stays bounded.
     """
-    distributed = require_dask()
     params = dict(params or {})
-    pending = distributed.as_completed()
-    window = _IN_FLIGHT_PER_THREAD * _threads(client)
-    todo = iter(enumerate(sources))
-    in_flight, exhausted = 0, False
+    unread: list[Outcome] = []
 
-    def refill() -> list[Outcome]:
-        nonlocal in_flight, exhausted
-        failures = []
-        while in_flight < window and not exhausted:
-            item = next(todo, None)
-            if item is None:
-                exhausted = True
-                break
-            name, data, failure = _read(*item)
+    def tasks():
+        for index, source in enumerate(sources):
+            name, data, failure = _read(index, source)
             if failure is not None:
-                failures.append(failure)
+                unread.append(failure)
                 continue
-            future = client.submit(encode_task, item[0], name, data, params, pure=False)
-            inputs[future.key] = item[0], name
-            pending.add(future)
-            in_flight += 1
-        return failures
+            yield (index, name), (index, name, data, params)
 
-    inputs: dict = {}
-    yield from refill()
-    for future in pending:
-        in_flight -= 1
-        index, name = inputs.pop(future.key)
-        try:
-            outcome = future.result()
-        except Exception as e:  # the task itself failed on the cluster (a lost worker...)
-            reason = " ".join(f"{type(e).__name__}: {e}".split())
+    for (index, name), outcome, error in windowed(client, encode_task, tasks()):
+        yield from _drain(unread)
+        if error is not None:
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
             outcome = Outcome(index, name, "failed", f"{name}: failed on the cluster ({reason})")
-        future.release()
         yield outcome
-        yield from refill()
+    yield from _drain(unread)
+
+
+def _drain(items: list) -> Iterator:
+    while items:
+        yield items.pop(0)

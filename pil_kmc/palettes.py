@@ -261,34 +261,15 @@ def as_palette(value: Any) -> np.ndarray:
 def _p_palette(im: Image.Image) -> np.ndarray:
     """A P image's palette, every entry in its order (an opened ``.kmc``: its ``KPAL``).
 
-    Indices past its end show black, as Pillow converts them. With
-    transparency (an RGBA palette or ``info["transparency"]``), RGBA, fully
+    As a save reads it (:func:`pil_kmc.pixels.own_palette`), fully
     transparent entries zeroed as a save zeroes such pixels.
     """
     if im.width == 0 or im.height == 0:
         raise ValueError("palette image is empty: a palette needs 1 to 256 colours")
-    _, channels = pixels.colour_model(im)
-    rgb = np.array(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
-    used = max(len(rgb), int(np.asarray(im).max()) + 1)
-    if used > 256:
-        raise ValueError(f"palette image has {used} palette entries; a palette holds 1 to 256")
-    rgb = np.vstack([rgb, np.zeros((used - len(rgb), 3), np.uint8)])
-    if channels == layout.RGB:
-        return rgb
-    if im.palette is not None and im.palette.mode == "RGBA":
-        alpha = np.array(im.getpalette("RGBA"), dtype=np.uint8).reshape(-1, 4)[:used, 3]
-        alpha = np.r_[alpha, np.full(used - len(alpha), 255, np.uint8)]
-    else:
-        alpha = np.full(used, 255, np.uint8)
-    transparency = im.info.get("transparency")
-    if isinstance(transparency, int) and transparency < used:
-        alpha[transparency] = 0
-    elif isinstance(transparency, bytes):
-        given = np.frombuffer(transparency[:used], np.uint8)
-        alpha[: len(given)] = given
-    rgba = np.hstack([rgb, alpha[:, None]])
-    rgba[alpha == 0] = 0
-    return rgba
+    palette = pixels.own_palette(im).copy()
+    if _has_alpha(palette.shape[1]):
+        palette[palette[:, -1] == 0] = 0
+    return palette
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -298,7 +279,12 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 
 def remap(
-    im: Image.Image, palette: np.ndarray, *, dither: bool = False, colorspace: str = "rgb"
+    im: Image.Image,
+    palette: np.ndarray,
+    *,
+    dither: bool = False,
+    colorspace: str = "rgb",
+    transparency: Any = pixels.FROM_INFO,
 ) -> tuple[quantize.Quantized, int]:
     """``im`` as indices into ``palette`` (from :func:`as_palette`), and the colour model C.
 
@@ -306,10 +292,11 @@ def remap(
     lower index; in Oklab with ``colorspace="oklab"``), fully transparent
     pixels to the first fully transparent entry if there is one. ``dither``
     diffuses the error instead (Floyd-Steinberg; palettes without alpha).
-    The palette is kept whole and in order.
+    The palette is kept whole and in order. ``transparency`` is the save
+    parameter (by default the image's ``info["transparency"]``).
     """
     channels = palette.shape[1]
-    array, own = pixels.to_array(im)
+    array, own = pixels.to_array(im, transparency)
     if widest_model([own, channels]) != channels:
         raise ValueError(
             f"the image is {_MODEL_NAMES[own]} and the palette {_MODEL_NAMES[channels]}: "
