@@ -15,3 +15,12 @@ from __future__ import annotations
 from . import plugin  # noqa: F401  (registers the format with Pillow)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # pil_kmc.shared_palette needs numpy: import it on first use, not with the package.
+    if name == "shared_palette":
+        from .palettes import shared_palette
+
+        return shared_palette
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

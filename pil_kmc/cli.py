@@ -300,12 +300,15 @@ def _metadata_params(im: Image.Image, strip: bool) -> dict:
     return params
 
 
-def encode_one(job: EncodeJob) -> Encoded:
-    """Encode one file in memory; returns the outcome instead of raising, for the pool."""
+def encode_one(job: EncodeJob, data: bytes | None = None) -> Encoded:
+    """Encode one file in memory; returns the outcome instead of raising, for the pool.
+
+    ``data`` is the input's bytes when the caller read them (--scheduler).
+    """
     from .encoder import QualityNotReached
 
     try:
-        data = read_input(job.src)
+        data = read_input(job.src) if data is None else data
         im = open_image(job.src, data)
         # MPO's further frames (a camera's previews, stereo views) are no animation.
         frames = getattr(im, "n_frames", 1) if im.format != "MPO" else 1
@@ -636,11 +639,125 @@ def cmd_encode(args: argparse.Namespace) -> int:
             batch.fail(job, e.status, str(e))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = min(args.jobs or cores or 1, len(todo))
+    client = None
+    if args.map or args.shared_palette or args.scheduler:  # many images: see below
+        client, todo = palette_params(args, params, todo, batch, workers)
     try:
-        run_jobs(todo, workers, batch.done)
+        if client is not None:
+            run_on_cluster(client, todo, batch.done)
+        else:
+            run_jobs(todo, workers, batch.done)
     finally:
         batch.summary()
+        if client is not None:
+            client.close()
     return batch.status()
+
+
+# --- many images: --shared-palette, --map, --scheduler -------------------------
+# The work is in pil_kmc.palettes and pil_kmc.distributed; cmd_encode calls
+# palette_params and run_on_cluster, parser() calls add_many_options.
+
+
+def add_many_options(e: argparse.ArgumentParser) -> None:
+    """The encode options for collections of images."""
+    palette = e.add_mutually_exclusive_group()
+    palette.add_argument(
+        "--shared-palette",
+        action="store_true",
+        help="one palette (-k colours) for all inputs, from their merged histogram",
+    )
+    palette.add_argument(
+        "--map", metavar="FILE", help="remap to the palette of FILE (an image of <= 256 colours)"
+    )
+    e.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="encode on this dask.distributed scheduler (needs the pil-kmc[dask] extra)",
+    )
+
+
+def palette_params(args, params: dict, todo: list[EncodeJob], batch, workers: int):
+    """Put the --map or --shared-palette palette into ``params`` (which the jobs share).
+
+    Connects to --scheduler if given. Inputs that a shared palette cannot
+    read are reported to ``batch`` and left out. Returns the client (or
+    None) and the jobs left to encode.
+    """
+    shared = args.shared_palette
+    if (args.quality or args.psnr) and (args.map or shared):
+        raise CliError(
+            USAGE, "--quality and --psnr choose the colours; --map and --shared-palette give them"
+        )
+    if "-" in args.inputs and (shared or args.scheduler):
+        raise CliError(USAGE, "'-' (standard input) cannot go with --shared-palette or --scheduler")
+    if args.map:
+        from .palettes import as_palette
+
+        try:
+            params["palette"] = as_palette(open_image(args.map, read_input(args.map)))
+        except ValueError as e:
+            raise CliError(USAGE, f"{args.map}: {e}") from None
+    client = _connect(args.scheduler) if args.scheduler else None
+    if not shared or not todo:
+        return client, todo
+    from . import distributed
+
+    try:
+        part = distributed.merged_histogram([job.src for job in todo], client, workers)
+        failed = {f.index: f.message for f in part.failures}
+        if part.histogram is None:
+            for i, job in enumerate(todo):
+                batch.fail(job, UNREADABLE, failed[i])
+            return client, []
+        make, options = distributed.palette_from_histogram, {"seed": args.seed}
+        options["colorspace"] = args.colorspace or "rgb"
+        if client is not None:  # the one k-means runs on a worker too
+            future = client.submit(make, part.histogram, args.clusters, **options)
+            params["palette"] = future.result()
+        else:
+            params["palette"] = make(part.histogram, args.clusters, **options)
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
+    for i, job in enumerate(todo):
+        if i in failed:
+            batch.fail(job, UNREADABLE, failed[i])
+    return client, [job for i, job in enumerate(todo) if i not in failed]
+
+
+def _connect(address: str):
+    from . import distributed
+
+    try:
+        return distributed.connect(address)
+    except ImportError as e:
+        raise CliError(USAGE, f"--scheduler: {e}") from None
+    except (OSError, ValueError) as e:
+        raise CliError(FAILED, f"cannot reach the scheduler {address}: {_reason(e)}") from None
+
+
+def run_on_cluster(client, jobs: list[EncodeJob], done: Callable[[EncodeJob, Encoded], None]):
+    """As :func:`run_jobs`, on a Dask cluster: this process reads the inputs and writes here."""
+    from .distributed import windowed
+
+    def tasks():
+        for job in jobs:
+            _check_interrupt()
+            try:
+                data = read_input(job.src)
+            except CliError as e:
+                done(job, Encoded(e.status, str(e)))
+                continue
+            yield job, (job, data)
+
+    for job, result, error in windowed(client, encode_one, tasks()):
+        if error is not None:
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
+            result = Encoded(FAILED, f"{job.src}: failed on the cluster ({reason})")
+        done(job, result)
+        _check_interrupt()
 
 
 # --- decode ------------------------------------------------------------------
@@ -1016,6 +1133,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--skip-if-larger", action="store_true", help="keep no output larger than IN")
     e.add_argument("-f", "--force", action="store_true", help="replace existing outputs")
     e.add_argument("-v", "--verbose", action="store_true", help="report every file")
+    add_many_options(e)
     e.set_defaults(run=cmd_encode)
 
     d = sub.add_parser("decode", help="write a .kmc (or .npz) as PNG, JPEG, WebP...")

@@ -10,7 +10,7 @@ import difflib
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -101,6 +101,8 @@ class SaveOptions:
     # As the PNG plugin takes it: the save parameter, else info["transparency"];
     # None also falls back on the image's own info when the image is quantized.
     transparency: int | bytes | tuple[int, ...] | None = None
+    # A given palette, (n, C) uint8 (pil_kmc.palettes.as_palette): no clustering.
+    palette: Any = field(default=None, compare=False)
 
 
 _OPTION_NAMES = (
@@ -238,7 +240,16 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
         optimize=optimize,
         chunks=tuple(metadata.to_chunks(params, info or {})),
         transparency=_transparency(transparency),
+        palette=_given_palette(params.get("palette")),
     )
+
+
+def _given_palette(value: Any) -> Any:
+    if value is None:
+        return None
+    from .palettes import as_palette  # numpy only when a palette is given
+
+    return as_palette(value)
 
 
 def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, int]:
@@ -256,6 +267,18 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
         raise ValueError("cannot save an empty image as KMC")
     # Options made without the image's info still honour its transparency.
     transparency = pixels.FROM_INFO if options.transparency is None else options.transparency
+    if options.palette is not None:  # remap to the given palette: no k-means, no quality search
+        if options.quality is not None or options.psnr is not None:
+            raise ValueError("quality and psnr choose the number of colours; palette= gives them")
+        from .palettes import remap
+
+        return remap(
+            im,
+            options.palette,
+            dither=options.dither,
+            colorspace=options.colorspace,
+            transparency=transparency,
+        )
     array, channels = pixels.to_array(im, transparency)
     own = None  # a palette image's own palette and indices, kept exactly when they fit
     if im.mode == "P":
@@ -301,8 +324,9 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         result,
         optimize=options.optimize,
         compression=None if options.compression is None else _COMPRESSIONS[options.compression],
-        # A palette in the user's own order is reordered only when optimize allows it.
-        keep_order=result.user_order and not options.optimize,
+        # A palette in the user's own order is reordered only when optimize allows it;
+        # a given palette never is, so that images sharing it share their KPAL.
+        keep_order=options.palette is not None or (result.user_order and not options.optimize),
     )
     header = layout.Header(
         im.width,
