@@ -356,6 +356,16 @@ def _range(text: str, what: str, single) -> tuple[float, float]:
     return float(low or 0), float(high or 100)
 
 
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a strength from 0 to 1, e.g. 0.5: {text!r}")
+    return value
+
+
 def _quality_range(text: str) -> tuple[float, float]:
     # pngquant: "N" aims at N and accepts down to 90% of it.
     low, high = _range(text, "MIN-MAX from 0 to 100, e.g. 65-80", lambda n: (n * 9 // 10, n))
@@ -1121,7 +1131,30 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="of an animation, keep the first frame (otherwise refused)",
     )
-    e.add_argument("--dither", action="store_true", help="Floyd-Steinberg dithering")
+    e.add_argument(
+        "--dither",
+        dest="dither",
+        action="store_const",
+        const=1.0,
+        default=0.0,
+        help="Floyd-Steinberg dithering (alpha included), as --floyd=1",
+    )
+    e.add_argument(
+        "--floyd",
+        dest="dither",
+        type=_strength,
+        nargs="?",
+        const=1.0,
+        metavar="F",
+        help="dithering of strength F, 0 to 1 (pngquant's --floyd; 1 without F)",
+    )
+    e.add_argument(
+        "--nofs",
+        dest="dither",
+        action="store_const",
+        const=0.0,
+        help="no dithering (the default; pngquant's --nofs)",
+    )
     e.add_argument("--optimize", action="store_true", help="smaller files, slower encoding")
     e.add_argument("--colorspace", choices=("rgb", "oklab"), help="space to cluster in")
     e.add_argument(

@@ -94,7 +94,7 @@ class SaveOptions:
     max_iter: int = 15  # as pil_kmc.kmeans.DEFAULT_MAX_ITER (not imported: it needs scipy)
     tol: float = 0.02  # as pil_kmc.kmeans.DEFAULT_TOL
     colorspace: str = "rgb"
-    dither: bool = False
+    dither: float = 0.0
     compression: str | None = None  # None: the smallest of the default candidates
     optimize: bool = False
     chunks: tuple[tuple[bytes, bytes], ...] = ()
@@ -127,18 +127,19 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
-def _dither(value: Any) -> bool:
-    """True, False, or Pillow's ``Image.Dither.FLOYDSTEINBERG`` / ``Image.Dither.NONE``."""
+def _dither(value: Any) -> float:
+    """Error diffusion strength 0 to 1: True, False, a number (pngquant's ``--floyd``),
+    or Pillow's ``Image.Dither.FLOYDSTEINBERG`` / ``Image.Dither.NONE``."""
     if isinstance(value, bool):
-        return value
-    if isinstance(value, numbers.Integral) and value in (
-        Image.Dither.NONE,
-        Image.Dither.FLOYDSTEINBERG,
-    ):
-        return value == Image.Dither.FLOYDSTEINBERG
+        return float(value)
+    if isinstance(value, Image.Dither):
+        if value in (Image.Dither.NONE, Image.Dither.FLOYDSTEINBERG):
+            return float(value == Image.Dither.FLOYDSTEINBERG)
+    elif _number(value) and 0 <= value <= 1:
+        return float(value)
     raise ValueError(
-        f"dither must be True, False, Image.Dither.FLOYDSTEINBERG or Image.Dither.NONE, "
-        f"not {value!r}"
+        "dither must be True, False, a strength from 0 to 1, Image.Dither.FLOYDSTEINBERG "
+        f"or Image.Dither.NONE, not {value!r}"
     )
 
 
@@ -284,8 +285,6 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
     if im.mode == "P":
         palette = pixels.own_palette(im, transparency)
         own = quantize.Quantized(palette, np.asarray(im, dtype=np.uint8))
-    if options.dither and channels not in (layout.GRAY, layout.RGB):
-        raise ValueError("dither is supported for images without alpha (L, RGB and P)")
 
     hist = quantize.histogram(array)  # shared by every k the quality search tries
 

@@ -282,7 +282,7 @@ def remap(
     im: Image.Image,
     palette: np.ndarray,
     *,
-    dither: bool = False,
+    dither: float = 0.0,
     colorspace: str = "rgb",
     transparency: Any = pixels.FROM_INFO,
 ) -> tuple[quantize.Quantized, int]:
@@ -291,7 +291,7 @@ def remap(
     Every colour goes to its nearest entry (Euclidean; exact, ties to the
     lower index; in Oklab with ``colorspace="oklab"``), fully transparent
     pixels to the first fully transparent entry if there is one. ``dither``
-    diffuses the error instead (Floyd-Steinberg; palettes without alpha).
+    (a strength, 0 to 1) diffuses the error instead (Floyd-Steinberg).
     The palette is kept whole and in order. ``transparency`` is the save
     parameter (by default the image's ``info["transparency"]``).
     """
@@ -302,13 +302,11 @@ def remap(
             f"the image is {_MODEL_NAMES[own]} and the palette {_MODEL_NAMES[channels]}: "
             + ("a palette for it needs alpha" if _has_alpha(own) else "a palette for it needs RGB")
         )
-    if dither and _has_alpha(channels):
-        raise ValueError("dither is supported for palettes without alpha (gray or RGB)")
     h, w = array.shape[:2]
     if own != channels:
         array = widen(array.reshape(-1, own), channels).reshape(h, w, channels)
     if dither:
-        return quantize.Quantized(palette, quantize.dithered(array, palette)), channels
+        return quantize.Quantized(palette, quantize.dithered(array, palette, dither)), channels
     hist = quantize.histogram(array)
     colours = quantize.key_colours(hist.unique, channels)
     if colorspace == "oklab" and channels >= 3:

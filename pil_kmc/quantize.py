@@ -79,7 +79,7 @@ def quantize(
     max_iter: int = kmeans.DEFAULT_MAX_ITER,
     tol: float = kmeans.DEFAULT_TOL,
     colorspace: str = "rgb",
-    dither: bool = False,
+    dither: float = 0.0,
     own: Quantized | None = None,
 ) -> Quantized:
     """Reduce a (h, w, C) uint8 image to at most ``clusters`` colours.
@@ -92,8 +92,8 @@ def quantize(
     have all channels zero (:mod:`pil_kmc.pixels` does that); they then keep
     one exact palette entry of their own. ``colorspace="oklab"`` clusters
     and assigns colours (C = 3 or 4) in Oklab, a perceptually uniform space;
-    ``dither`` spreads each pixel's error to its neighbours (Floyd-Steinberg,
-    C = 1 or 3 only). ``hist``, the image's :func:`histogram`, saves
+    ``dither`` (0 to 1, True for 1) spreads that share of each pixel's error
+    to its neighbours (Floyd-Steinberg, see :func:`dithered`). ``hist``, the image's :func:`histogram`, saves
     recomputing it when one image is quantized several times.
     """
     h, w, channels = pixels.shape
@@ -112,7 +112,7 @@ def quantize(
     rank = _rank(order, len(palette))
     palette = palette[order]
     if dither:
-        return Quantized(palette, dithered(pixels, palette))
+        return Quantized(palette, dithered(pixels, palette, float(dither)))
     indices = _lookup(keys, unique, rank[labels], channels).reshape(h, w)
     # Exact gray levels in ascending order are an L image's own "palette".
     return Quantized(palette, indices, user_order=channels == 1 and len(unique) <= clusters)
@@ -257,23 +257,28 @@ def smallest_reaching(
     return results[high]
 
 
-def dithered(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Floyd-Steinberg indices of (h, w, 1 or 3) ``pixels`` into ``palette`` (Pillow's C code)."""
-    from PIL import Image
+def dithered(pixels: np.ndarray, palette: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Floyd-Steinberg indices of (h, w, C) ``pixels`` into a (k, C) ``palette``.
+
+    Serpentine error diffusion with the error scaled by ``strength`` (0 to 1,
+    pngquant's ``--floyd``), in compiled code and integer arithmetic, so the
+    same on every machine. With alpha, fully transparent pixels take the
+    nearest (transparent) entry and pass no error on.
+    """
+    from . import _kmc
 
     h, w, channels = pixels.shape
-    rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels
-    entries = np.repeat(palette, 3, axis=1) if channels == 1 else palette
-    # Pad to 256 entries with copies of entry 0, so that no stray black is chosen.
-    padded = np.vstack([entries, np.repeat(entries[:1], 256 - len(entries), axis=0)])
-    target = Image.new("P", (1, 1))
-    target.putpalette(padded.tobytes())
-    out = Image.fromarray(np.ascontiguousarray(rgb), "RGB").quantize(
-        palette=target, dither=Image.Dither.FLOYDSTEINBERG
+    out = bytearray(w * h)
+    _kmc.dither(
+        np.ascontiguousarray(pixels).tobytes(),
+        w,
+        h,
+        channels,
+        np.ascontiguousarray(palette, dtype=np.uint8).tobytes(),
+        round(256 * strength),
+        out,
     )
-    indices = np.asarray(out, dtype=np.uint8).copy()
-    indices[indices >= len(palette)] = 0  # a copy of entry 0
-    return indices
+    return np.frombuffer(out, np.uint8).reshape(h, w)
 
 
 # sRGB <-> Oklab (Björn Ottosson, 2020), scaled by 255 so that tolerances in

@@ -402,3 +402,20 @@ def test_stdin_to_stdout_and_module_entry_point(photo):
     assert run.stdout.startswith(b"\x89KMC\r\n\x1a\n")
     version = run_kmc("--version", check=True)
     assert version.stdout.decode().startswith("kmc (pil_kmc) ")
+
+
+def test_floyd_sets_the_dithering_strength_as_pngquant(tmp_path):
+    from pil_kmc import cli
+
+    rng = np.random.default_rng(2)
+    src = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (30, 40, 4), dtype=np.uint8), "RGBA").save(src)
+    outputs = {}
+    for flags in (["--nofs"], ["--floyd=0.5"], ["--floyd"], ["--dither"]):
+        out = tmp_path / f"out{len(outputs)}.kmc"
+        assert cli.main(["encode", str(src), "-k", "8", "-o", str(out), *flags]) == 0
+        outputs[flags[0]] = out.read_bytes()
+    assert outputs["--floyd"] == outputs["--dither"] != outputs["--floyd=0.5"] != outputs["--nofs"]
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["encode", str(src), "--floyd=2", "-o", str(tmp_path / "x.kmc")])
+    assert refused.value.code == 2

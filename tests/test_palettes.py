@@ -274,8 +274,10 @@ def test_dither_diffuses_the_error_over_the_given_palette():
     dithered = stored(save(to_image(gray), palette=palette, dither=True))[1]
     assert np.unique(plain).size == 1  # one nearest colour for a flat image
     assert 0.3 < dithered.mean() < 0.7  # about half white, half black
-    with pytest.raises(ValueError, match="dither"):
-        save(to_image(gray), palette=np.zeros((2, 4), np.uint8), dither=True)
+    # With alpha too: an opaque gray over an opaque black-and-white palette.
+    rgba = np.array([[0, 0, 0, 255], [255, 255, 255, 255]], np.uint8)
+    with_alpha = stored(save(to_image(gray).convert("RGBA"), palette=rgba, dither=True))[1]
+    assert 0.3 < with_alpha.mean() < 0.7
 
 
 def test_the_npz_layout_takes_a_palette_too():

@@ -311,9 +311,24 @@ def test_dither_changes_indices_but_not_the_palette_and_is_deterministic():
     assert a.palette.tobytes() == b.palette.tobytes()
 
 
-def test_dither_refuses_alpha():
+def test_dither_works_with_alpha_and_keeps_transparent_pixels_transparent():
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (40, 50, 4), dtype=np.uint8)
+    a[:, :10, 3] = 0  # a transparent band
+    a[:, 10:, 3] = 255
+    im = Image.fromarray(a, "RGBA")
+    plain, dithered = save(im, clusters=8), save(im, clusters=8, dither=True)
+    assert plain != dithered and dithered == save(im, clusters=8, dither=True)
+    out = np.asarray(reopen(dithered).convert("RGBA"))
+    assert (out[:, :10, 3] == 0).all() and (out[:, 10:, 3] == 255).all()
+
+
+def test_dither_takes_a_strength_as_pngquant_floyd():
+    im = photo()
+    none, half, full = (save(im, clusters=8, dither=s) for s in (0.0, 0.5, 1.0))
+    assert none == save(im, clusters=8) and len({none, half, full}) == 3
     with pytest.raises(ValueError, match="dither"):
-        save(Image.new("RGBA", (3, 3)), dither=True, clusters=1)
+        save(im, clusters=8, dither=1.5)
 
 
 def test_oklab_colorspace_is_deterministic_and_different():
