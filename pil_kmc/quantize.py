@@ -93,8 +93,9 @@ def quantize(
     one exact palette entry of their own. ``colorspace="oklab"`` clusters
     and assigns colours (C = 3 or 4) in Oklab, a perceptually uniform space;
     ``dither`` (0 to 1, True for 1) spreads that share of each pixel's error
-    to its neighbours (Floyd-Steinberg, see :func:`dithered`). ``hist``, the image's :func:`histogram`, saves
-    recomputing it when one image is quantized several times.
+    to its neighbours (Floyd-Steinberg, see :func:`dithered`). ``hist``, the
+    image's :func:`histogram`, saves recomputing it when one image is
+    quantized several times.
     """
     h, w, channels = pixels.shape
     if own is not None and (kept := exact(own, clusters)) is not None:
