@@ -110,7 +110,7 @@ def encode_one(job: EncodeJob) -> tuple[int, str]:
         if job.skip_if_larger and job.src != "-" and len(data) > Path(job.src).stat().st_size:
             raise CliError(LARGER, f"{job.src}: skipped, {len(data):,} bytes is larger than input")
         write_atomically(job.dst, data, job.force)
-        k = layout.Header.unpack(data[16:32]).k
+        k = layout.read(io.BytesIO(data), index=False).header.k
         return OK, f"{job.src} -> {job.dst}: k={k}, {len(data):,} bytes"
     except CliError as e:
         return e.status, str(e)

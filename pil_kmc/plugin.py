@@ -8,6 +8,8 @@ import, so that ``import pil_kmc`` stays as cheap as a Pillow plugin.
 
 from __future__ import annotations
 
+import io
+import struct
 from typing import IO
 
 from PIL import Image, ImageFile, ImagePalette
@@ -29,17 +31,32 @@ class KmcImageFile(ImageFile.ImageFile):
     format_description = "k-means colour-quantized image"
 
     def _open(self) -> None:
-        assert self.fp is not None
-        head = layout.read_head(self.fp)
-        header = head.header
+        if self.fp is None:
+            raise OSError("no file to read")
+        kmc = layout.read(self.fp, index=False)
+        header = kmc.header
+        self._kmc = kmc
         self._size = (header.width, header.height)
         self._mode = _opened_mode(header.channels)
         if self._mode == "P":
-            self.palette = _palette(header.channels, head.palette)
-        self.info.update(metadata.from_chunks(head.ancillary))
-        self.tile = [
-            ImageFile._Tile(FORMAT, (0, 0, *self._size), head.index_offset, (header, head.palette))
-        ]
+            self.palette = _palette(header.channels, kmc.palette)
+        self.info.update(metadata.from_chunks(kmc.ancillary))
+        #: Every tEXt entry, also those whose keyword names another ``info`` key.
+        self.text = metadata.text_of(kmc.ancillary)
+        self.tile = [ImageFile._Tile(FORMAT, (0, 0, *self._size), kmc.index_offset, (kmc,))]
+
+    def verify(self) -> None:
+        """Check every chunk's CRC and the chunk structure to the end, without decoding.
+
+        Like PNG's ``verify()``: call it directly after opening; it raises
+        ``OSError`` for a broken or truncated file and then closes the file.
+        """
+        if self.fp is None:
+            raise RuntimeError("verify must be called directly after open")
+        self.fp.seek(self._kmc.index_offset)
+        tail = self._kmc.read_index(self.fp)
+        metadata.from_chunks(self._kmc.ancillary + tail.ancillary)
+        super().verify()
 
 
 def _opened_mode(channels: int) -> str:
@@ -54,34 +71,52 @@ def _palette(channels: int, data: bytes) -> ImagePalette.ImagePalette:
     return palette
 
 
-class KmcDecoder(ImageFile.PyDecoder):
-    """Reads the KIDX chunks and KEND, checks them and hands Pillow raw pixels."""
+class _Incremental(ImageFile.PyDecoder):
+    """A decoder that reads its file itself or, fed by ``ImageFile.Parser``, buffers it.
+
+    Fed data (no file) is kept until the parser's ``close()`` feeds the
+    empty buffer, and then decoded as a whole, so feeding stays linear.
+    """
 
     _pulls_fd = True
+    _fed: bytearray | None = None
 
     def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        if self.fd is not None:
+            self._decode(self.fd)
+            return -1, 0
+        data = bytes(buffer)
+        if self._fed is None:
+            self._fed = bytearray()
+        if data:
+            self._fed += data
+            return len(data), 0
+        self._decode(io.BytesIO(bytes(self._fed)))
+        self._fed = None
+        return -1, 0
+
+    def _decode(self, fp: IO[bytes]) -> None:
+        raise NotImplementedError
+
+
+class KmcDecoder(_Incremental):
+    """Reads the KIDX chunks and KEND, checks them and hands Pillow raw pixels."""
+
+    def _decode(self, fp: IO[bytes]) -> None:
         import numpy as np
 
         from . import codec
 
-        assert self.fd is not None
-        header, palette = self.args
-        parts: list[bytes] = []
-        truncated = False
-        try:
-            for part in layout.iter_index_stream(self.fd):
-                parts.append(part)
-        except layout.TruncatedError as e:
-            if not ImageFile.LOAD_TRUNCATED_IMAGES:
-                raise
-            parts.append(e.partial)
-            truncated = True
-        indices = codec.decode(b"".join(parts), header, partial=truncated)
+        (kmc,) = self.args
+        header = kmc.header
+        tail = kmc.read_index(fp, partial=bool(ImageFile.LOAD_TRUNCATED_IMAGES))
+        # Section 6a chunks after the index data obey the same rules (section 9).
+        metadata.from_chunks(kmc.ancillary + tail.ancillary)
+        indices = codec.decode(tail.stream, header, partial=tail.truncated)
         if header.channels <= layout.GRAY_ALPHA:  # opened as L or LA: look colours up
-            table = np.frombuffer(palette, np.uint8).reshape(header.k, header.channels)
+            table = np.frombuffer(kmc.palette, np.uint8).reshape(header.k, header.channels)
             indices = table[indices]
         self.set_as_raw(indices.tobytes())
-        return -1, 0
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
@@ -101,8 +136,49 @@ def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 
 def _accept_npz(prefix: bytes) -> bool:
-    # Any zip archive; _open then checks for exactly the three arrays.
+    # Any zip archive; _open then takes a bounded look for the three arrays.
     return prefix.startswith(b"PK\x03\x04")
+
+
+# The zip structures of the .npz layout (appendix A): a local file header
+# (30 bytes, then the name) and the end of central directory record (22
+# bytes, then a comment of up to 65,535 bytes).
+_LOCAL = struct.Struct("<4s2xHH16xH2x")
+_END = b"PK\x05\x06"
+_MAX_DIRECTORY = 1 << 16
+
+
+def _npz_problem(fp: IO[bytes]) -> str | None:
+    """Why a zip archive is not the ``.npz`` layout, from a bounded look, or None.
+
+    Reads the first local header and at most the last 64 KiB (the end of
+    central directory record), never the whole directory, so that any zip
+    that is not the layout is turned away in constant time (appendix A).
+    """
+    fp.seek(0)
+    head = fp.read(_LOCAL.size)
+    if len(head) != _LOCAL.size:
+        return "truncated zip archive"
+    magic, _flags, method, name_length = _LOCAL.unpack(head)
+    if fp.read(name_length).decode("latin-1") not in _NPZ_MEMBERS:
+        return "not the k-means .npz layout (first member is not an array of it)"
+    if method not in (0, 8):
+        return f"zip member compression {method}: the layout's members are stored or deflated"
+    size = fp.seek(0, 2)
+    tail_length = min(size, 22 + 65535)
+    fp.seek(size - tail_length)
+    tail = fp.read(tail_length)
+    at = tail.rfind(_END)
+    if at < 0 or len(tail) < at + 22:
+        return "not a zip archive (no end of central directory)"
+    entries, directory = struct.unpack_from("<HI", tail, at + 10)
+    if entries != len(_NPZ_MEMBERS) or directory > _MAX_DIRECTORY:
+        return f"not the k-means .npz layout ({entries} members)"
+    fp.seek(0)
+    return None
+
+
+_NPZ_MEMBERS = ("array1.npy", "array2.npy", "array3.npy")
 
 
 class KmcNpzImageFile(ImageFile.ImageFile):
@@ -112,9 +188,14 @@ class KmcNpzImageFile(ImageFile.ImageFile):
     format_description = "k-means arrays in the original .npz layout"
 
     def _open(self) -> None:
+        if self.fp is None:
+            raise OSError("no file to read")
+        problem = _npz_problem(self.fp)
+        if problem:
+            raise SyntaxError(problem)
+
         from . import npz
 
-        assert self.fp is not None
         try:
             head = npz.read_header(self.fp)
         except npz.NotNpzLayout as e:
@@ -126,19 +207,15 @@ class KmcNpzImageFile(ImageFile.ImageFile):
         self.tile = [ImageFile._Tile(NPZ_FORMAT, (0, 0, *self._size), 0, ())]
 
 
-class KmcNpzDecoder(ImageFile.PyDecoder):
-    _pulls_fd = True
-
-    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+class KmcNpzDecoder(_Incremental):
+    def _decode(self, fp: IO[bytes]) -> None:
         from . import npz
 
-        assert self.fd is not None
-        arrays = npz.read(self.fd)
+        arrays = npz.read(fp)
         if arrays.shape[:2] != (self.state.ysize, self.state.xsize):
             raise OSError("npz arrays changed while reading")
         pixels = npz.decode(arrays) if arrays.shape[2] <= layout.GRAY_ALPHA else arrays.indices
         self.set_as_raw(pixels.tobytes())
-        return -1, 0
 
 
 def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
