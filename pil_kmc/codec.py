@@ -293,7 +293,9 @@ def _xz_sequential(data: bytes, size: int, partial: bool) -> bytes:
                 got += len(out)
                 parts.append(out)
                 if produced > size:
-                    raise FormatError("the xz index stream holds more data than the header declares")
+                    raise FormatError(
+                        "the xz index stream holds more data than the header declares"
+                    )
                 if not out and not chunk:
                     break  # no progress possible
         except (lzma.LZMAError, MemoryError) as e:
@@ -335,8 +337,9 @@ def decompress(
             streams = _xz_streams(data, size == 0)
             if streams and size and any(s[2] == 0 for s in streams):
                 raise FormatError("empty xz stream (every xz stream must hold at least one byte)")
-            parallel = streams and len(streams) > 1 and sum(s[2] for s in streams) == size
-            if threads and parallel and len(data) > XZ_STRIP // 64:
+            # Threads pay only for long streams; many short ones go in sequence.
+            parallel = streams and 1 < len(streams) <= size // (XZ_STRIP >> 8)
+            if threads and parallel and sum(s[2] for s in streams) == size:
                 joined = _xz_parallel(data, streams, size)
                 if joined is not None:
                     return joined

@@ -18,6 +18,7 @@ malformed is reported as a broken file, as any other chunk would be.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
 from collections.abc import Mapping
@@ -45,10 +46,8 @@ def to_chunks(params: Mapping[str, Any], info: Mapping[str, Any]) -> list[tuple[
             if params[key]:
                 chunks.append(make(params[key]))
         elif info.get(key):
-            try:
+            with contextlib.suppress(ValueError):
                 chunks.append(make(info[key]))
-            except ValueError:
-                pass
     text = params.get("text") or {}
     if not isinstance(text, Mapping):
         raise ValueError("text must be a dict of keyword to string")

@@ -74,42 +74,63 @@ def _palette(channels: int, data: bytes) -> ImagePalette.ImagePalette:
 class _Incremental(ImageFile.PyDecoder):
     """A decoder that reads its file itself or, fed by ``ImageFile.Parser``, buffers it.
 
-    Fed data (no file) is kept until the parser's ``close()`` feeds the
-    empty buffer, and then decoded as a whole, so feeding stays linear.
+    Fed data (no file) is kept and decoded as a whole: when it may be
+    complete (it ends like a file, or has doubled since the last try, so
+    feeding stays linear) and finally when the parser's ``close()`` feeds
+    nothing. Only that last try may raise or load a truncated file.
     """
 
     _pulls_fd = True
     _fed: bytearray | None = None
+    _tried = 0
 
     def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
         if self.fd is not None:
-            self._decode(self.fd)
+            self._decode(self.fd, bool(ImageFile.LOAD_TRUNCATED_IMAGES))
             return -1, 0
         data = bytes(buffer)
         if self._fed is None:
             self._fed = bytearray()
-        if data:
-            self._fed += data
+        self._fed += data
+        final = not data
+        if not (final or self._ends(self._fed) or len(self._fed) >= 2 * self._tried):
             return len(data), 0
-        self._decode(io.BytesIO(bytes(self._fed)))
+        self._tried = len(self._fed)
+        try:
+            self._decode(
+                io.BytesIO(bytes(self._fed)), final and bool(ImageFile.LOAD_TRUNCATED_IMAGES)
+            )
+        except (OSError, ValueError):
+            if final:
+                raise
+            return len(data), 0
         self._fed = None
         return -1, 0
 
-    def _decode(self, fp: IO[bytes]) -> None:
+    def _ends(self, data: bytearray) -> bool:
+        return False
+
+    def _decode(self, fp: IO[bytes], partial: bool) -> None:
         raise NotImplementedError
+
+
+_KEND = layout.chunk(layout.KEND, b"")
 
 
 class KmcDecoder(_Incremental):
     """Reads the KIDX chunks and KEND, checks them and hands Pillow raw pixels."""
 
-    def _decode(self, fp: IO[bytes]) -> None:
+    def _ends(self, data: bytearray) -> bool:
+        return data.endswith(_KEND)
+
+    def _decode(self, fp: IO[bytes], partial: bool) -> None:
         import numpy as np
 
         from . import codec
 
         (kmc,) = self.args
         header = kmc.header
-        tail = kmc.read_index(fp, partial=bool(ImageFile.LOAD_TRUNCATED_IMAGES))
+        tail = kmc.read_index(fp, partial=partial)
         # Section 6a chunks after the index data obey the same rules (section 9).
         metadata.from_chunks(kmc.ancillary + tail.ancillary)
         indices = codec.decode(tail.stream, header, partial=tail.truncated)
@@ -208,7 +229,7 @@ class KmcNpzImageFile(ImageFile.ImageFile):
 
 
 class KmcNpzDecoder(_Incremental):
-    def _decode(self, fp: IO[bytes]) -> None:
+    def _decode(self, fp: IO[bytes], partial: bool) -> None:
         from . import npz
 
         arrays = npz.read(fp)
