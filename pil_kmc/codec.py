@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bz2
 import lzma
-import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,9 +20,8 @@ import numpy as np
 
 from . import context, layout
 from .layout import FormatError, Header
-
-#: The methods that compress the packed plane (all but ``context``).
-PACKED_METHODS = (layout.STORED, layout.ZLIB, layout.XZ, layout.BZIP2)
+from .parallel import in_threads as _in_threads
+from .parallel import workers
 
 # xz without an integrity check: every chunk already carries a CRC-32. Indices
 # are single bytes, so no position bits (lp = pb = 0) and the most literal
@@ -36,7 +34,6 @@ _XZ_OPTIONS = {"lc": 4, "lp": 0, "pb": 0}
 # at k = 16 both faster and smaller.
 _XZ_FAST = {"preset": 6, "mf": lzma.MF_HC4, "nice_len": 32, "mode": lzma.MODE_FAST}
 XZ_STRIP = 6 << 20
-PARALLEL_PIXELS = 4_000_000
 
 
 def pack_rows(indices: np.ndarray, bit_depth: int) -> bytes:
@@ -110,19 +107,6 @@ def _pieces(data: bytes, method: int, extreme: bool, fast: bool, strips: int) ->
 
     strips_of_data = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
     return [lambda strip=strip: one(strip) for strip in strips_of_data]
-
-
-def _in_threads(calls: list, *, parallel: bool = True) -> list:
-    """The results of ``calls``, made in parallel threads when there are several.
-
-    Worth it for the codecs, which release the GIL while they work. One pool
-    for all the work: pools started inside other pools' threads cost more
-    than they save.
-    """
-    if len(calls) < 2 or not parallel:
-        return [call() for call in calls]
-    with ThreadPoolExecutor(min(len(calls), os.cpu_count() or 1)) as pool:
-        return [f.result() for f in [pool.submit(call) for call in calls]]
 
 
 # Section 10: the xz decoder may use at most this much memory beyond the
@@ -255,8 +239,8 @@ def _xz_parallel(data: bytes, streams: list[tuple[int, int, int]], size: int) ->
         ok = engine.eof and not engine.unused_data and len(out) == expected
         return out if ok else None
 
-    workers = min(len(streams), os.cpu_count() or 1, max(1, _XZ_PARALLEL_MEMORY // limit))
-    with ThreadPoolExecutor(workers) as pool:
+    threads = min(len(streams), workers(), max(1, _XZ_PARALLEL_MEMORY // limit))
+    with ThreadPoolExecutor(threads) as pool:
         parts = list(pool.map(one, streams))
     return None if any(p is None for p in parts) else b"".join(parts)
 
@@ -380,47 +364,9 @@ def encode(indices: np.ndarray, header: Header) -> bytes:
         raise ValueError("index plane shape does not match the header")
     if header.compression == layout.CONTEXT:
         return context.encode(indices, header.k)
+    if header.compression == layout.STRIPS:
+        return context.encode_strips(indices, header.k)
     return compress(pack_rows(indices, header.bit_depth), header.compression)
-
-
-def smallest(
-    indices: np.ndarray,
-    k: int,
-    candidates: tuple[tuple[int, int, bool], ...],
-    fast: bool = False,
-    strips: int = 1,
-) -> tuple[int, int, bytes]:
-    """Try each (method, bit depth, extreme) candidate; (method, depth, stream) of the smallest.
-
-    A bit depth of 0 stands for the smallest depth that holds ``k``;
-    ``fast`` and ``strips`` go to :func:`compress` for every candidate. Up to
-    :data:`PARALLEL_PIXELS` pixels the candidates run in parallel threads
-    (zlib, lzma and bz2 release the GIL); above, one after another (each
-    one's xz strips still in parallel), as xz's extreme setting and the
-    context coder each need hundreds of megabytes there. Ties go to the
-    earlier candidate, so the choice is deterministic.
-    """
-    packed: dict[int, bytes] = {}
-    jobs = []
-    for method, depth, extreme in candidates:
-        depth = depth or layout.bit_depth_for(k)
-        if method != layout.CONTEXT and depth not in packed:
-            packed[depth] = pack_rows(indices, depth)
-        jobs.append((method, depth, extreme))
-
-    pieces = [
-        [lambda: context.encode(indices, k)]
-        if method == layout.CONTEXT
-        else _pieces(packed[depth], method, extreme, fast, strips)
-        for method, depth, extreme in jobs
-    ]
-    if indices.size <= PARALLEL_PIXELS:  # every candidate's pieces in one pool
-        results = iter(_in_threads([p for ps in pieces for p in ps]))
-        streams = [b"".join(next(results) for _ in ps) for ps in pieces]
-    else:  # one candidate at a time, its xz strips still in parallel
-        streams = [b"".join(_in_threads(ps)) for ps in pieces]
-    best = min(range(len(jobs)), key=lambda i: (len(streams[i]), i))
-    return jobs[best][0], jobs[best][1], streams[best]
 
 
 def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarray:
@@ -430,6 +376,10 @@ def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarra
     """
     if header.compression == layout.CONTEXT:
         return context.decode(stream, header.width, header.height, header.k, partial=partial)
+    if header.compression == layout.STRIPS:
+        return context.decode_strips(
+            stream, header.width, header.height, header.k, partial=partial
+        )
     size = header.index_plane_bytes
     data = decompress(stream, header.compression, size, partial=partial)
     if len(data) < size:

@@ -22,34 +22,6 @@ if TYPE_CHECKING:
 DEFAULT_CLUSTERS = 256
 COLORSPACES = ("rgb", "oklab")
 _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items()}
-_XZ, _BZIP2, _CONTEXT = layout.XZ, layout.BZIP2, layout.CONTEXT
-# Index stream candidates, as (method, bit depth or 0 for the smallest, extreme);
-# the smallest stream wins. From 17 colours on, xz compresses whole bytes
-# better than packed ones; up to 16, packed rows come within a few percent
-# (-3% to +6% on the bench images) and take xz half the time. bzip2 does
-# best on packed rows. bzip2 decodes at about 30 MB/s, so above _LARGE pixels
-# the default leaves it out to keep decoding fast.
-_DEFAULT_CANDIDATES = ((_XZ, 8, False), (_BZIP2, 0, False))
-_FEW_COLOURS_CANDIDATES = ((_XZ, 0, False), (_BZIP2, 0, False))
-# Above this many pixels the default uses only xz, in its fast setting.
-_LARGE = 4_000_000
-# Below, from 17 colours on, the default cuts xz's input into two strips
-# coded in parallel (a third less coding time on the bench images, for 0.3%
-# more bytes at k = 256 and 0.6% at k = 64), and orders the palette by
-# co-occurrence, which wins back more than that at k = 256 (1.3% smaller).
-_DEFAULT_XZ_STRIPS = 2
-_OPTIMIZE_CANDIDATES = (
-    (_XZ, 8, False),
-    (_XZ, 0, False),
-    (_XZ, 8, True),
-    (_XZ, 0, True),
-    (_BZIP2, 0, False),
-    (_BZIP2, 8, False),
-    (_CONTEXT, 0, False),
-)
-# The context coder's encoder needs about 90 bytes per pixel and both of its
-# directions take several seconds at 10 megapixels; above this, optimize skips it.
-_CONTEXT_MAX_PIXELS = 16_000_000
 _METADATA_KEYS = ("icc_profile", "exif", "xmp", "dpi", "text")
 
 
@@ -199,47 +171,21 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
 
 def encode(im: Image.Image, options: SaveOptions) -> bytes:
     """The complete ``.kmc`` file for ``im``."""
+    from . import coding
+
     result, channels = quantize_image(im, options)
-    result, method, depth, stream = index_coding(result, options)
-    version = layout.version_for(method)
-    header = layout.Header(
-        im.width, im.height, channels, result.k, depth, compression=method, version=version
+    coded = coding.code(
+        result,
+        optimize=options.optimize,
+        compression=None if options.compression is None else _COMPRESSIONS[options.compression],
     )
-    return layout.build(header, result.palette.tobytes(), stream, list(options.chunks))
-
-
-def index_coding(result: Quantized, options: SaveOptions) -> tuple[Quantized, int, int, bytes]:
-    """The smallest index stream that ``options`` allow: (palette order, method, depth, stream).
-
-    The result comes back reordered when ``optimize`` finds a palette order
-    that codes smaller.
-    """
-    from . import codec, quantize
-
-    pixels = result.indices.size
-    if options.compression is not None:
-        candidates = ((_COMPRESSIONS[options.compression], 0, False),)
-    elif options.optimize:
-        candidates = _OPTIMIZE_CANDIDATES
-        if pixels > _CONTEXT_MAX_PIXELS:
-            candidates = tuple(c for c in candidates if c[0] != _CONTEXT)
-    else:
-        candidates = _DEFAULT_CANDIDATES if result.k > 16 else _FEW_COLOURS_CANDIDATES
-        if pixels > _LARGE:  # whole bytes: two xz streams decode in parallel, no unpacking
-            candidates = _DEFAULT_CANDIDATES[:1]
-    fast = pixels > _LARGE and not options.optimize
-    default = options.compression is None and not options.optimize
-    split = default and result.k > 16 and pixels <= _LARGE
-    strips = _DEFAULT_XZ_STRIPS if split else 1
-    orderings = [result]
-    if (options.optimize or split) and result.k > 2:
-        reordered = quantize.reorder(result, quantize.cooccurrence_order(result))
-        orderings = [*orderings, reordered] if options.optimize else [reordered]
-    best = None
-    for candidate in orderings:
-        method, depth, stream = codec.smallest(
-            candidate.indices, candidate.k, candidates, fast, strips
-        )
-        if best is None or len(stream) < len(best[3]):
-            best = (candidate, method, depth, stream)
-    return best
+    header = layout.Header(
+        im.width,
+        im.height,
+        channels,
+        coded.k,
+        coded.bit_depth,
+        compression=coded.method,
+        version=layout.version_for(coded.method),
+    )
+    return layout.build(header, coded.palette.tobytes(), coded.stream, list(options.chunks))

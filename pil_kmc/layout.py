@@ -22,17 +22,26 @@ SIGNATURE = b"\x89KMC\r\n\x1a\n"
 
 #: The newest format version this module reads and writes.
 VERSION_MAJOR = 1
-VERSION_MINOR = 1
+VERSION_MINOR = 2
 
 #: Colour models, stored as their channel count.
 GRAY, GRAY_ALPHA, RGB, RGBA = 1, 2, 3, 4
 CHANNEL_NAMES = {GRAY: "G", GRAY_ALPHA: "GA", RGB: "RGB", RGBA: "RGBA"}
 
 #: Compression methods of the index stream (spec: "Compression methods").
-STORED, ZLIB, XZ, BZIP2, CONTEXT = 0, 1, 2, 3, 4
-COMPRESSION_NAMES = {STORED: "stored", ZLIB: "zlib", XZ: "xz", BZIP2: "bzip2", CONTEXT: "context"}
+STORED, ZLIB, XZ, BZIP2, CONTEXT, STRIPS = 0, 1, 2, 3, 4, 5
+COMPRESSION_NAMES = {
+    STORED: "stored",
+    ZLIB: "zlib",
+    XZ: "xz",
+    BZIP2: "bzip2",
+    CONTEXT: "context",
+    STRIPS: "strips",
+}
 #: The minor version that introduced each compression method.
-COMPRESSION_SINCE = {STORED: 0, ZLIB: 0, XZ: 0, BZIP2: 0, CONTEXT: 1}
+COMPRESSION_SINCE = {STORED: 0, ZLIB: 0, XZ: 0, BZIP2: 0, CONTEXT: 1, STRIPS: 2}
+#: Methods that code the index plane itself, not the packed rows (spec 5.3).
+PLANE_METHODS = (CONTEXT, STRIPS)
 
 #: Filter methods of the index plane (spec: "Filter methods").
 FILTER_NONE = 0

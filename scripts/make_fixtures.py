@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import lzma  # noqa: E402
 
-from pil_kmc import codec, layout  # noqa: E402
+from pil_kmc import codec, context, layout  # noqa: E402
 
 OUT = ROOT / "fixtures"
 
@@ -58,6 +58,9 @@ VARIANTS = [
     ("rgb-k9-depth4-xz-two-streams", 19, 8, 3, 9, layout.XZ, []),
     ("rgb-k6-depth4-context", 23, 14, 3, 6, layout.CONTEXT, []),
     ("rgba-k100-depth8-context", 31, 12, 4, 100, layout.CONTEXT, []),
+    ("rgb-k6-depth4-strips", 23, 14, 3, 6, layout.STRIPS, []),
+    ("rgba-k200-depth8-strips", 37, 21, 4, 200, layout.STRIPS, []),
+    ("gray-k1-depth1-strips-three", 300, 600, 1, 1, layout.STRIPS, []),
     (
         "gray-k3-depth2-zlib-metadata",
         5,
@@ -78,6 +81,8 @@ def index_stream(name: str, indices: np.ndarray, header: layout.Header) -> bytes
     if name.endswith("two-streams"):  # concatenated xz streams
         half = len(packed) // 2
         return lzma.compress(packed[:half]) + lzma.compress(packed[half:])
+    if name.endswith("strips-three"):  # strips of 256, 256 and 88 rows
+        return context.encode_strips(indices, header.k, rows=256)
     return codec.encode(indices, header)
 
 

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from pil_kmc import codec, layout
 from pil_kmc.layout import FormatError, Header
 
+# The methods that compress the packed rows (the others code the plane itself).
+PACKED_METHODS = (layout.STORED, layout.ZLIB, layout.XZ, layout.BZIP2)
+
 
 @st.composite
 def planes(draw):
@@ -50,14 +53,14 @@ def header(**kw):
     return Header(**{"width": 4, "height": 4, "channels": 3, "k": 5, "bit_depth": 8, **kw})
 
 
-@pytest.mark.parametrize("method", codec.PACKED_METHODS)
+@pytest.mark.parametrize("method", PACKED_METHODS)
 def test_stream_longer_than_declared_is_refused(method):
     big = codec.compress(bytes(17), method)
     with pytest.raises(FormatError, match="more data"):
         codec.decode(big, header(compression=method))
 
 
-@pytest.mark.parametrize("method", codec.PACKED_METHODS)
+@pytest.mark.parametrize("method", PACKED_METHODS)
 def test_stream_shorter_than_declared_is_refused(method):
     short = codec.compress(bytes(15), method)
     with pytest.raises(FormatError, match="truncated"):
@@ -97,30 +100,6 @@ def test_index_at_or_above_k_is_refused():
         codec.decode(stream, header(compression=layout.STORED))
 
 
-def test_smallest_tries_every_candidate_and_reports_its_choice():
-    plane = np.tile(np.arange(4, dtype=np.uint8), (16, 8))
-    candidates = ((layout.STORED, 8, False), (layout.STORED, 0, False), (layout.XZ, 8, False))
-    method, depth, stream = codec.smallest(plane, 4, candidates)
-    assert (method, depth) == (layout.XZ, 8)
-    header = Header(32, 16, 3, 4, depth, compression=method)
-    assert np.array_equal(codec.decode(stream, header), plane)
-    method, depth, _ = codec.smallest(plane, 4, candidates[:2])
-    assert (method, depth) == (layout.STORED, 2)  # packed rows are smaller when stored
-
-
-def test_smallest_gives_the_same_stream_in_one_pool_or_one_candidate_at_a_time(monkeypatch):
-    plane = np.random.default_rng(1).integers(0, 40, (60, 90), dtype=np.uint8)
-    candidates = ((layout.XZ, 8, False), (layout.BZIP2, 0, False), (layout.ZLIB, 0, False))
-    pooled = codec.smallest(plane, 40, candidates, strips=3)
-    monkeypatch.setattr(codec, "PARALLEL_PIXELS", plane.size - 1)
-    assert codec.smallest(plane, 40, candidates, strips=3) == pooled
-    for i in range(len(candidates)):  # and each stream is the one compress gives
-        method, depth, _ = candidates[i]
-        depth = depth or layout.bit_depth_for(40)
-        alone = codec.compress(codec.pack_rows(plane, depth), method, strips=3)
-        assert codec.smallest(plane, 40, candidates[i : i + 1], strips=3)[2] == alone
-
-
 def test_long_xz_input_becomes_concatenated_streams_that_decode(monkeypatch):
     monkeypatch.setattr(codec, "XZ_STRIP", 1000)
     data = bytes(np.random.default_rng(9).integers(0, 4, 3500, dtype=np.uint8))
@@ -157,7 +136,7 @@ def test_xz_dictionary_is_sized_to_the_strip(length, dictionary):
 
 
 def test_empty_input_compresses_to_a_valid_stream():
-    for method in codec.PACKED_METHODS:
+    for method in PACKED_METHODS:
         assert codec.decompress(codec.compress(b"", method), method, 0) == b""
 
 

@@ -1,168 +1,223 @@
-"""Compression method 4, ``context``: wavefront order, adaptive counts, rANS stream."""
+"""Compression methods 4 (``context``) and 5 (``strips``): the compiled coders.
+
+Each is checked against a reference that shares no code with it: method 4
+against the numpy implementation it replaced (tests/reference/context4.py),
+method 5 against a plain-Python transcription of spec section 5.6
+(tests/reference/strips5.py).
+"""
 
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 import pil_kmc  # noqa: F401
 from pil_kmc import codec, context, layout
 from pil_kmc.layout import FormatError
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "rocket.jpg"
+from .reference import context4 as reference4
+from .reference import strips5 as reference5
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "rocket.jpg"
+FIXTURES = ROOT / "fixtures"
 
 
 @st.composite
-def planes(draw):
-    """Index planes from noise to large flat areas, so every question gets asked."""
-    w, h = draw(st.integers(1, 30)), draw(st.integers(1, 30))
+def planes(draw, max_side: int = 300, max_pixels: int = 20_000):
+    """Index planes of every k and shape: 1xN, Nx1, one index, noise, flat areas with edges."""
     k = draw(st.integers(1, 256))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    block = draw(st.integers(1, 8))
-    coarse = rng.integers(0, k, (-(-h // block), -(-w // block)))
-    plane = np.kron(coarse, np.ones((block, block), np.int64))[:h, :w]
-    noise = rng.random((h, w)) < draw(st.floats(0, 1))
-    plane[noise] = rng.integers(0, k, int(noise.sum()))
-    return plane.astype(np.uint8), k
+    shape = draw(
+        st.one_of(
+            st.tuples(st.just(1), st.integers(1, max_side)),
+            st.tuples(st.integers(1, max_side), st.just(1)),
+            st.tuples(st.integers(1, max_side), st.integers(1, max_side)).filter(
+                lambda s: s[0] * s[1] <= max_pixels
+            ),
+        )
+    )
+    block = draw(st.integers(1, 12))
+    small = (-(-shape[0] // block), -(-shape[1] // block))
+    tile = draw(hnp.arrays(np.uint8, small, elements=st.integers(0, k - 1)))
+    plane = np.kron(tile, np.ones((block, block), np.uint8))[: shape[0], : shape[1]]
+    return np.ascontiguousarray(plane), k
 
 
-@given(planes())
-def test_round_trip(plane):
+@settings(max_examples=40)
+@given(planes(max_side=120, max_pixels=6000))
+def test_context_is_byte_identical_to_the_numpy_reference(plane):
     indices, k = plane
     h, w = indices.shape
     stream = context.encode(indices, k)
+    assert stream == reference4.encode(indices, k)
     assert np.array_equal(context.decode(stream, w, h, k), indices)
-    assert context.encode(indices, k) == stream  # deterministic
+    assert np.array_equal(reference4.decode(stream, w, h, k), indices)
 
 
-@given(st.integers(1, 40), st.integers(1, 40))
-def test_wavefront_order_is_by_step_then_row_and_steps_use_distinct_lanes(w, h):
-    order, steps, rows = context._wavefront_order(w, h)
-    y, x = np.divmod(np.arange(w * h), w)
-    assert np.array_equal(order, np.lexsort((y, x + 2 * y)))
-    assert np.array_equal(steps, (x + 2 * y)[order]) and np.array_equal(rows, y[order])
-    lanes = rows % context.lanes_for(w, h)
-    for t in np.unique(steps):
-        assert len(set(lanes[steps == t])) == np.count_nonzero(steps == t)
+@settings(max_examples=30)
+@given(planes())
+def test_strips_is_byte_identical_to_the_spec_transcription(plane):
+    indices, k = plane
+    h, w = indices.shape
+    stream = context.encode_strips(indices, k)
+    assert stream == reference5.encode(indices.tolist(), k, context.strip_rows(w, h))
+    assert np.array_equal(context.decode_strips(stream, w, h, k), indices)
+    assert reference5.decode(stream, w, h, k) == indices.tolist()
 
 
-def test_each_step_needs_only_earlier_steps():
-    # left (x-1, y), up (x, y-1), up-left and up-right are all on earlier steps of x + 2y.
-    for dx, dy in [(-1, 0), (0, -1), (-1, -1), (1, -1)]:
-        assert dx + 2 * dy < 0
+def test_several_strips_agree_with_the_transcription():
+    rng = np.random.default_rng(4)
+    indices = np.kron(rng.integers(0, 30, (30, 12)), np.ones((20, 25), np.int64)).astype(np.uint8)
+    indices[rng.random(indices.shape) < 0.05] = 3
+    h, w = indices.shape  # 600 x 300: strips of 256, 256 and 88 rows
+    stream = context.encode_strips(indices, 30, rows=256)
+    assert stream == reference5.encode(indices.tolist(), 30, 256)
+    assert int.from_bytes(stream[:4], "big") == 256
+    assert np.array_equal(context.decode_strips(stream, w, h, 30), indices)
 
 
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.booleans()), max_size=60))
-def test_counts_before_count_only_earlier_steps_of_the_same_context(events):
-    events.sort(key=lambda e: e[1])  # questions arrive in step order
-    ctx = np.array([e[0] for e in events], np.int32)
-    step = np.array([e[1] for e in events], np.int32)
-    yes = np.array([e[2] for e in events], bool)
-    zeros, total = context._counts_before(ctx, step, yes)
-    for i, (c, t, _) in enumerate(events):
-        earlier = [e for e in events if e[0] == c and e[1] < t]
-        assert total[i] == len(earlier)
-        assert zeros[i] == sum(not e[2] for e in earlier)
+def test_writer_strips_are_a_power_of_two_of_about_a_megapixel():
+    assert context.strip_rows(512, 512) == 512
+    assert context.strip_rows(3072, 3072) == 3072 // 8
+    assert context.strip_rows(1, 10_000_000) == 10_000_000 // 8
+    assert context.strip_rows(10_000_000, 1) == 1
 
 
-def test_probability_starts_even_and_follows_the_counts():
-    p0 = context._probability_of_zero(np.array([0, 10, 0, 10**6]), np.array([0, 10, 10, 10**6]))
-    assert p0.tolist()[0] == 2048
-    assert p0[1] > 3900 and p0[2] < 200
-    assert p0[3] == 4095  # never certain: every answer stays codable
+def test_strips_smaller_than_the_minimum_are_refused():
+    indices = np.zeros((4, 10), np.uint8)
+    with pytest.raises(ValueError):
+        context.encode_strips(indices, 1, rows=2)
+    stream = reference5.encode(indices.tolist(), 1, 2)  # 20-pixel strips break the rule
+    with pytest.raises(FormatError, match="strip table"):
+        context.decode_strips(stream, 10, 4, 1)
 
 
-def test_literal_bits_and_lanes():
-    assert [context.literal_bits(k) for k in (1, 2, 3, 16, 17, 100, 256)] == [1, 1, 2, 4, 5, 7, 8]
-    assert context.lanes_for(1, 1) == 1 and context.lanes_for(512, 512) == 256
-    assert context.lanes_for(1000, 3) == 3
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*-context.kmc")) + sorted(
+    FIXTURES.glob("*-strips*.kmc")), ids=lambda p: p.stem)
+def test_fixture_streams_decode_the_same_compiled_and_by_reference(path):
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        header = layout.read_head(io.BytesIO(data)).header
+        im.load()
+    stream = _index_stream(data)
+    plane = codec.decode(stream, header)
+    w, h, k = header.width, header.height, header.k
+    if header.compression == layout.CONTEXT:
+        assert np.array_equal(reference4.decode(stream, w, h, k), plane)
+        assert reference4.encode(plane, k) == context.encode(plane, k) == stream
+    else:
+        assert reference5.decode(stream, w, h, k) == plane.tolist()
 
 
-def test_flat_plane_costs_almost_nothing_but_the_lane_states():
-    stream = context.encode(np.full((64, 64), 5, np.uint8), 9)
-    assert len(stream) <= 4 * context.lanes_for(64, 64) + 40
+def _index_stream(data: bytes) -> bytes:
+    return layout.read(io.BytesIO(data)).index.stream
 
 
-def test_stream_starts_with_one_state_per_lane():
-    indices = np.arange(60, dtype=np.uint8).reshape(6, 10) % 7
-    stream = context.encode(indices, 7)
-    states = np.frombuffer(stream[: 4 * 5], ">u4")
-    assert context.lanes_for(10, 6) == 5 and (states >= 1 << 16).all()
-    assert (len(stream) - 20) % 2 == 0
-
-
-@pytest.fixture(scope="module")
-def sample():
+@pytest.fixture(scope="module", params=["context", "strips"])
+def sample(request):
     rng = np.random.default_rng(3)
     indices = np.kron(rng.integers(0, 50, (8, 10)), np.ones((4, 4), np.int64)).astype(np.uint8)
     indices[rng.random(indices.shape) < 0.2] = 7
-    return indices, context.encode(indices, 50)
+    coder = context.encode if request.param == "context" else context.encode_strips
+    decoder = context.decode if request.param == "context" else context.decode_strips
+    return indices, coder(indices, 50), decoder
 
 
 def test_truncated_stream_is_refused(sample):
-    indices, stream = sample
+    indices, stream, decode = sample
     h, w = indices.shape
-    for end in (0, 3, 4 * context.lanes_for(w, h), len(stream) - 2):
+    for end in (0, 3, 4, 9, len(stream) // 2, len(stream) - 2):
         with pytest.raises(FormatError, match="truncated"):
-            context.decode(stream[:end], w, h, 50)
+            decode(stream[:end], w, h, 50)
 
 
 def test_truncated_stream_decodes_the_completed_rows_with_partial(sample):
-    indices, stream = sample
+    indices, stream, decode = sample
     h, w = indices.shape
-    out = context.decode(stream[: len(stream) * 2 // 3], w, h, 50, partial=True)
-    done = np.flatnonzero((out == indices).all(axis=1) & (np.arange(h) < h - 1))
-    assert len(done) > 0 and np.array_equal(out[: done[-1] + 1], indices[: done[-1] + 1])
-    assert (out[np.flatnonzero(~(out == indices).all(axis=1))] == 0).all()
+    out = decode(stream[: len(stream) * 2 // 3], w, h, 50, partial=True)
+    whole = (out == indices).all(axis=1)
+    done = np.flatnonzero(whole & (np.arange(h) < h - 1))
+    assert len(done) > 0 and whole[: done[-1] + 1].all()
+    assert (out[~whole] == 0).all()
 
 
 def test_extra_words_are_refused(sample):
-    indices, stream = sample
+    indices, stream, decode = sample
     with pytest.raises(FormatError, match="more data"):
-        context.decode(stream + b"\0\0", indices.shape[1], indices.shape[0], 50)
+        decode(stream + b"\0\0", indices.shape[1], indices.shape[0], 50)
 
 
 def test_odd_length_and_low_states_are_refused(sample):
-    indices, stream = sample
+    indices, stream, decode = sample
     h, w = indices.shape
     with pytest.raises(FormatError):
-        context.decode(stream + b"\0", w, h, 50)
-    with pytest.raises(FormatError, match="below"):
-        context.decode(bytes(4) + stream[4:], w, h, 50)
+        decode(stream + b"\0", w, h, 50)
+    low = bytes(4) + stream[4:] if decode is context.decode else stream[:8] + bytes(4) + stream[12:]
+    with pytest.raises(FormatError, match="below|strip table"):
+        decode(low, w, h, 50)
 
 
 def test_changed_words_are_detected(sample):
-    indices, stream = sample
+    indices, stream, decode = sample
     h, w = indices.shape
+    positions = range(12, len(stream), 7)
     changed = 0
-    for pos in range(4 * context.lanes_for(w, h), len(stream), 7):
+    for pos in positions:
         edited = bytearray(stream)
         edited[pos] ^= 0x10
         try:
-            out = context.decode(bytes(edited), w, h, 50)
+            out = decode(bytes(edited), w, h, 50)
         except FormatError:
             changed += 1
         else:
             changed += not np.array_equal(out, indices)
-    assert changed == len(range(4 * context.lanes_for(w, h), len(stream), 7))
+    assert changed == len(positions)
 
 
-def test_index_at_or_above_k_is_refused():
+@pytest.mark.parametrize("method", ["context", "strips"])
+def test_index_at_or_above_k_is_refused(method):
     indices = np.array([[0, 99, 120, 127]], np.uint8)  # 7 literal bits for k = 128 or 100
-    stream = context.encode(indices, 128)
+    encode = context.encode if method == "context" else context.encode_strips
+    decode = context.decode if method == "context" else context.decode_strips
+    stream = encode(indices, 128)
     with pytest.raises(FormatError, match="at or above k=100"):
-        context.decode(stream, 4, 1, 100)
+        decode(stream, 4, 1, 100)
 
 
-def test_file_with_context_records_version_1_1_and_others_1_0():
+def test_encoders_refuse_an_index_at_or_above_k():
+    with pytest.raises(ValueError):
+        context.encode(np.array([[3]], np.uint8), 3)
+    with pytest.raises(ValueError):
+        context.encode_strips(np.array([[3]], np.uint8), 3)
+
+
+@given(
+    st.integers(1, 12),
+    st.integers(1, 12),
+    st.integers(1, 256),
+    st.binary(max_size=300),
+    st.sampled_from(["context", "strips"]),
+)
+def test_arbitrary_streams_decode_or_raise_format_error(w, h, k, stream, method):
+    decode = context.decode if method == "context" else context.decode_strips
+    try:
+        out = decode(stream, w, h, k)
+    except FormatError:
+        return
+    assert out.shape == (h, w) and int(out.max()) < k
+
+
+def test_files_record_the_version_of_their_method():
     im = Image.new("P", (9, 7))
-    for compression, version in [("context", (1, 1)), ("xz", (1, 0))]:
+    for compression, version in [("context", (1, 1)), ("strips", (1, 2)), ("xz", (1, 0))]:
         buffer = io.BytesIO()
         im.save(buffer, "KMC", compression=compression)
         header = layout.read_head(io.BytesIO(buffer.getvalue())).header
@@ -170,7 +225,7 @@ def test_file_with_context_records_version_1_1_and_others_1_0():
         assert layout.COMPRESSION_NAMES[header.compression] == compression
 
 
-def test_beats_xz_and_bzip2_on_a_photograph():
+def test_both_beat_xz_and_bzip2_on_a_photograph():
     with Image.open(EXAMPLE) as im:
         small = im.convert("RGB").reduce(4)
     buffer = io.BytesIO()
@@ -180,18 +235,21 @@ def test_beats_xz_and_bzip2_on_a_photograph():
         len(codec.compress(codec.pack_rows(indices, 8), m)) for m in (layout.XZ, layout.BZIP2)
     ]
     assert len(context.encode(indices, 64)) < 0.95 * min(others)
+    assert len(context.encode_strips(indices, 64)) < len(context.encode(indices, 64))
 
 
-@given(st.integers(1, 12), st.integers(1, 12), st.integers(1, 256), st.binary(max_size=300))
-def test_arbitrary_streams_decode_or_raise_format_error(w, h, k, stream):
-    try:
-        out = context.decode(stream, w, h, k)
-    except FormatError:
-        return
-    assert out.shape == (h, w) and int(out.max()) < k
+def test_threads_decode_different_images_at_once():
+    rng = np.random.default_rng(6)
+    planes = [rng.integers(0, 20, (200, 300), dtype=np.uint8) for _ in range(4)]
+    streams = [context.encode_strips(p, 20) for p in planes]
+    results: dict[int, np.ndarray] = {}
 
+    def work(i: int) -> None:
+        results[i] = context.decode_strips(streams[i], 300, 200, 20)
 
-def test_encoding_in_slices_of_steps_gives_the_same_stream(monkeypatch, sample):
-    indices, stream = sample
-    monkeypatch.setattr(context, "_SLICE", 7)  # many slices, cut at step boundaries
-    assert context.encode(indices, 50) == stream
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(results[i], planes[i]) for i in range(4))

@@ -209,28 +209,6 @@ def test_clusters_reduce_a_photo_like_image():
     assert len(out.getcolors(256)) <= 16
 
 
-def test_default_coding_of_many_colours_orders_by_cooccurrence_in_two_xz_strips():
-    from pil_kmc import codec, encoder, layout, quantize
-
-    rng = np.random.default_rng(12)
-    a = np.repeat(np.repeat(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), 4, 0), 4, 1)
-    options = encoder.save_options({"clusters": 64})
-    result, _ = encoder.quantize_image(Image.fromarray(a), options)
-    coded, method, depth, stream = encoder.index_coding(result, options)
-    by_cooccurrence = quantize.reorder(result, quantize.cooccurrence_order(result))
-    assert np.array_equal(coded.palette, by_cooccurrence.palette)
-    assert np.array_equal(coded.palette[coded.indices], result.palette[result.indices])
-    assert (method, depth) == (layout.XZ, 8)
-    assert len(codec._xz_streams(stream)) == 2
-    # Up to 16 colours: brightness order and packed rows, one stream.
-    few = encoder.save_options({"clusters": 16})
-    result, _ = encoder.quantize_image(Image.fromarray(a), few)
-    coded, method, depth, stream = encoder.index_coding(result, few)
-    assert coded is result and len(stream) < len(codec.pack_rows(result.indices, 4))
-    if method == layout.XZ:
-        assert len(codec._xz_streams(stream)) == 1
-
-
 def test_optimize_is_never_larger_than_the_default_and_decodes_the_same():
     rng = np.random.default_rng(8)
     im = Image.fromarray(rng.integers(0, 4, (50, 60, 3), dtype=np.uint8) * 60)

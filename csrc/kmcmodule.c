@@ -1,0 +1,200 @@
+/* pil_kmc._kmc: the Python face of the compiled index codec.
+ *
+ * Thin wrappers: each checks its arguments, takes the buffers, releases the
+ * GIL for the work in kmc_codec.h, and returns the C result code for the
+ * Python side (pil_kmc/codec.py) to turn into FormatError messages.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "kmc_codec.h"
+
+static int get_dims(unsigned long long width, unsigned long long height, int k) {
+    if (width < 1 || height < 1 || width > 0x7FFFFFFFu || height > 0x7FFFFFFFu) {
+        PyErr_SetString(PyExc_ValueError, "width and height must be 1 to 2**31 - 1");
+        return -1;
+    }
+    if (k < 1 || k > 256) {
+        PyErr_SetString(PyExc_ValueError, "k must be 1 to 256");
+        return -1;
+    }
+    return 0;
+}
+
+static int plane_buffer(PyObject *obj, Py_buffer *view, unsigned long long pixels, int writable) {
+    if (PyObject_GetBuffer(obj, view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) return -1;
+    if ((unsigned long long)view->len != pixels) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "plane buffer must hold width * height bytes");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *encoded(int code, uint8_t *data, size_t len) {
+    if (code == KMC_NOMEM) return PyErr_NoMemory();
+    if (code != KMC_OK) {
+        PyErr_SetString(PyExc_ValueError, "plane holds an index at or above k");
+        return NULL;
+    }
+    PyObject *result = PyBytes_FromStringAndSize((const char *)data, (Py_ssize_t)len);
+    free(data);
+    return result;
+}
+
+PyDoc_STRVAR(context_decode_doc,
+             "context_decode(stream, width, height, k, partial, out) -> code\n\n"
+             "Decode a method-4 stream into `out` (width * height bytes, writable).");
+
+static PyObject *context_decode(PyObject *self, PyObject *args) {
+    Py_buffer stream, out;
+    unsigned long long width, height;
+    int k, partial, code;
+    PyObject *out_obj;
+    if (!PyArg_ParseTuple(args, "y*KKipO", &stream, &width, &height, &k, &partial, &out_obj))
+        return NULL;
+    if (get_dims(width, height, k) < 0 || plane_buffer(out_obj, &out, width * height, 1) < 0) {
+        PyBuffer_Release(&stream);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_context_decode(stream.buf, (size_t)stream.len, (uint32_t)width, (uint32_t)height,
+                              k, partial, out.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&stream);
+    PyBuffer_Release(&out);
+    if (code == KMC_NOMEM) return PyErr_NoMemory();
+    return PyLong_FromLong(code);
+}
+
+PyDoc_STRVAR(context_encode_doc,
+             "context_encode(plane, width, height, k) -> bytes\n\n"
+             "The method-4 stream of an index plane (width * height bytes, each below k).");
+
+static PyObject *context_encode(PyObject *self, PyObject *args) {
+    Py_buffer plane;
+    PyObject *plane_obj;
+    unsigned long long width, height;
+    int k, code;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (!PyArg_ParseTuple(args, "OKKi", &plane_obj, &width, &height, &k)) return NULL;
+    if (get_dims(width, height, k) < 0 || plane_buffer(plane_obj, &plane, width * height, 0) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_context_encode(plane.buf, (uint32_t)width, (uint32_t)height, k, &data, &len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&plane);
+    return encoded(code, data, len);
+}
+
+PyDoc_STRVAR(strips_table_doc,
+             "strips_table(stream, width, height, partial) -> (code, rows_per_strip, strips)\n\n"
+             "Check a method-5 stream's strip table.");
+
+static PyObject *strips_table(PyObject *self, PyObject *args) {
+    Py_buffer stream;
+    unsigned long long width, height;
+    int partial;
+    kmc_strip_table table = {0};
+    if (!PyArg_ParseTuple(args, "y*KKp", &stream, &width, &height, &partial)) return NULL;
+    if (get_dims(width, height, 1) < 0) {
+        PyBuffer_Release(&stream);
+        return NULL;
+    }
+    int code = kmc_strips_table(stream.buf, (size_t)stream.len, (uint32_t)width,
+                                (uint32_t)height, partial, &table);
+    PyBuffer_Release(&stream);
+    return Py_BuildValue("iII", code, table.rows_per_strip, table.strips);
+}
+
+PyDoc_STRVAR(strips_decode_doc,
+             "strips_decode(stream, width, height, k, partial, first, last, out) -> code\n\n"
+             "Decode strips [first, last) of a method-5 stream into `out`; the GIL is\n"
+             "released, so threads may decode different strips of one `out` at once.");
+
+static PyObject *strips_decode(PyObject *self, PyObject *args) {
+    Py_buffer stream, out;
+    unsigned long long width, height;
+    unsigned int first, last;
+    int k, partial, code;
+    PyObject *out_obj;
+    kmc_strip_table table;
+    if (!PyArg_ParseTuple(args, "y*KKipIIO", &stream, &width, &height, &k, &partial, &first,
+                          &last, &out_obj))
+        return NULL;
+    if (get_dims(width, height, k) < 0 || plane_buffer(out_obj, &out, width * height, 1) < 0) {
+        PyBuffer_Release(&stream);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_strips_table(stream.buf, (size_t)stream.len, (uint32_t)width, (uint32_t)height,
+                            partial, &table);
+    if (code == KMC_OK)
+        code = kmc_strips_decode(stream.buf, (size_t)stream.len, &table, (uint32_t)width,
+                                 (uint32_t)height, k, partial, first, last, out.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&stream);
+    PyBuffer_Release(&out);
+    if (code == KMC_NOMEM) return PyErr_NoMemory();
+    if (code == KMC_BAD_ARGS) {
+        PyErr_SetString(PyExc_ValueError, "invalid strip range");
+        return NULL;
+    }
+    return PyLong_FromLong(code);
+}
+
+PyDoc_STRVAR(strips_encode_doc,
+             "strips_encode(plane, width, height, y0, rows, k) -> bytes\n\n"
+             "One method-5 strip: rows [y0, y0 + rows) of the plane, coded on their own.");
+
+static PyObject *strips_encode(PyObject *self, PyObject *args) {
+    Py_buffer plane;
+    PyObject *plane_obj;
+    unsigned long long width, height;
+    unsigned int y0, rows;
+    int k, code;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (!PyArg_ParseTuple(args, "OKKIIi", &plane_obj, &width, &height, &y0, &rows, &k))
+        return NULL;
+    if (get_dims(width, height, k) < 0) return NULL;
+    if (rows < 1 || (unsigned long long)y0 + rows > height) {
+        PyErr_SetString(PyExc_ValueError, "strip rows outside the plane");
+        return NULL;
+    }
+    if (plane_buffer(plane_obj, &plane, width * height, 0) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_strips_encode_strip(plane.buf, (uint32_t)width, y0, rows, k, &data, &len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&plane);
+    return encoded(code, data, len);
+}
+
+static PyMethodDef methods[] = {
+    {"context_decode", context_decode, METH_VARARGS, context_decode_doc},
+    {"context_encode", context_encode, METH_VARARGS, context_encode_doc},
+    {"strips_table", strips_table, METH_VARARGS, strips_table_doc},
+    {"strips_decode", strips_decode, METH_VARARGS, strips_decode_doc},
+    {"strips_encode", strips_encode, METH_VARARGS, strips_encode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kmc", "The compiled index codec of pil_kmc (methods 4 and 5).",
+    -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__kmc(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+#define CODE(name) PyModule_AddIntConstant(m, #name, KMC_##name)
+    if (CODE(OK) || CODE(TRUNCATED) || CODE(EXTRA) || CODE(LOW_STATE) || CODE(BAD_END) ||
+        CODE(INDEX_K) || CODE(BAD_STRIPS) ||
+        PyModule_AddIntConstant(m, "MIN_STRIP_PIXELS", KMC_MIN_STRIP_PIXELS)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#undef CODE
+    return m;
+}

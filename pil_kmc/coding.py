@@ -1,0 +1,168 @@
+"""Coding policy: palette order and index stream method, chosen from a table.
+
+After quantization an image is a palette and an index plane. How that plane
+is stored is a choice among *candidates*, each a compression method with
+its settings, and among palette orders; the smallest stream wins. Which
+candidates are tried is this module's table, :data:`POLICY`, one row per
+situation, so the whole policy reads in one place:
+
+- by default, the ``strips`` coder, and bzip2 of the packed rows, which now
+  and then wins on noisy graphics; above :data:`LARGE` pixels only
+  ``strips``, which decodes on every core;
+- with ``optimize=True``, every method worth trying and a second palette
+  order; above :data:`LARGE` only the context coders, as xz's extreme
+  setting would take many times the default's time there;
+- with ``compression=NAME``, that method alone.
+
+From 17 colours on, palettes are ordered by co-occurrence (entries seen side
+by side become neighbours), which helps every method; with fewer colours
+the brightness order that quantization gives is kept. An image whose own
+palette must be kept index for index is never reordered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import codec, context, layout, parallel
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .quantize import Quantized
+
+#: Pixels above which an image is coded for speed (see POLICY).
+LARGE = 4_000_000
+#: Palettes of more entries than this are ordered by co-occurrence.
+REORDER_FROM = 17
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to code an index plane: a compression method and its settings."""
+
+    method: int
+    #: Bit depth of the packed rows (methods 0 to 3); 0 is the smallest that holds k.
+    depth: int = 0
+    #: xz only: slower and smaller.
+    extreme: bool = False
+    #: xz only: faster and larger.
+    fast: bool = False
+    #: xz only: the rows are cut into this many streams, coded in parallel.
+    xz_strips: int = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The candidates of one situation, and whether to try both palette orders."""
+
+    candidates: tuple[Candidate, ...]
+    both_orders: bool = False
+
+
+_STRIPS, _CONTEXT = Candidate(layout.STRIPS), Candidate(layout.CONTEXT)
+POLICY = {
+    "default": Plan((_STRIPS, Candidate(layout.BZIP2))),
+    "default, large": Plan((_STRIPS,)),
+    "optimize": Plan(
+        (
+            _STRIPS,
+            _CONTEXT,
+            Candidate(layout.XZ, depth=8, extreme=True),
+            Candidate(layout.XZ, extreme=True),
+            Candidate(layout.BZIP2),
+            Candidate(layout.BZIP2, depth=8),
+        ),
+        both_orders=True,
+    ),
+    "optimize, large": Plan((_STRIPS, _CONTEXT), both_orders=True),
+}
+
+
+@dataclass(frozen=True)
+class Coded:
+    """An image ready for the container: palette, index plane and its stream."""
+
+    palette: np.ndarray
+    indices: np.ndarray
+    method: int
+    bit_depth: int
+    stream: bytes
+
+    @property
+    def k(self) -> int:
+        return len(self.palette)
+
+
+def plan(pixels: int, *, optimize: bool = False, compression: int | None = None) -> Plan:
+    """The candidates for an image of ``pixels`` pixels and these save options."""
+    if compression is not None:
+        return Plan((Candidate(compression),))
+    situation = "optimize" if optimize else "default"
+    return POLICY[f"{situation}, large" if pixels > LARGE else situation]
+
+
+def code(
+    result: Quantized,
+    *,
+    optimize: bool = False,
+    compression: int | None = None,
+    keep_order: bool = False,
+) -> Coded:
+    """The smallest coding of ``result`` that the options allow.
+
+    ``keep_order`` keeps the palette order as it is (an image whose indices
+    mean something to its user).
+    """
+    from . import quantize
+
+    chosen = plan(result.indices.size, optimize=optimize, compression=compression)
+    orders = [result]
+    if not keep_order and compression is None and result.k >= REORDER_FROM:
+        reordered = quantize.reorder(result, quantize.cooccurrence_order(result))
+        orders = [result, reordered] if chosen.both_orders else [reordered]
+    elif not keep_order and chosen.both_orders and result.k > 2:
+        orders.append(quantize.reorder(result, quantize.cooccurrence_order(result)))
+    best: Coded | None = None
+    for candidate_result in orders:
+        method, depth, stream = smallest(
+            candidate_result.indices, candidate_result.k, chosen.candidates
+        )
+        if best is None or len(stream) < len(best.stream):
+            best = Coded(candidate_result.palette, candidate_result.indices, method, depth, stream)
+    assert best is not None
+    return best
+
+
+def smallest(
+    indices: np.ndarray, k: int, candidates: tuple[Candidate, ...]
+) -> tuple[int, int, bytes]:
+    """Code ``indices`` by every candidate; (method, bit depth, stream) of the smallest.
+
+    The candidates run in parallel threads (every coder releases the GIL).
+    Ties go to the earlier candidate, so the choice is deterministic.
+    """
+    packed: dict[int, bytes] = {}
+    jobs = []
+    for c in candidates:
+        depth = c.depth or layout.bit_depth_for(k)
+        if c.method not in layout.PLANE_METHODS and depth not in packed:
+            packed[depth] = codec.pack_rows(indices, depth)
+        jobs.append((c, depth))
+
+    def run(c: Candidate, depth: int) -> bytes:
+        if c.method == layout.CONTEXT:
+            return context.encode(indices, k)
+        if c.method == layout.STRIPS:
+            return context.encode_strips(indices, k)
+        return codec.compress(
+            packed[depth], c.method, extreme=c.extreme, fast=c.fast, strips=c.xz_strips
+        )
+
+    if len(jobs) == 1:  # the coder may use every core itself
+        streams = [run(*jobs[0])]
+    else:
+        streams = parallel.in_threads([lambda job=job: run(*job) for job in jobs])
+    best = min(range(len(jobs)), key=lambda i: (len(streams[i]), i))
+    return jobs[best][0].method, jobs[best][1], streams[best]

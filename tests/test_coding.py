@@ -1,0 +1,77 @@
+"""Coding policy: which candidates are tried, palette order, the smallest stream wins."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from pil_kmc import codec, coding, context, encoder, layout, quantize
+from pil_kmc.coding import Candidate
+from pil_kmc.layout import Header
+
+
+def test_smallest_tries_every_candidate_and_reports_its_choice():
+    plane = np.tile(np.arange(4, dtype=np.uint8), (16, 8))
+    candidates = (
+        Candidate(layout.STORED, depth=8),
+        Candidate(layout.STORED),
+        Candidate(layout.XZ, depth=8),
+    )
+    method, depth, stream = coding.smallest(plane, 4, candidates)
+    assert (method, depth) == (layout.XZ, 8)
+    header = Header(32, 16, 3, 4, depth, compression=method)
+    assert np.array_equal(codec.decode(stream, header), plane)
+    method, depth, _ = coding.smallest(plane, 4, candidates[:2])
+    assert (method, depth) == (layout.STORED, 2)  # packed rows are smaller when stored
+
+
+def test_each_candidate_gives_the_stream_its_coder_gives_alone():
+    plane = np.random.default_rng(1).integers(0, 40, (60, 90), dtype=np.uint8)
+    candidates = (
+        Candidate(layout.XZ, depth=8, xz_strips=3),
+        Candidate(layout.BZIP2),
+        Candidate(layout.STRIPS),
+        Candidate(layout.CONTEXT),
+    )
+    alone = [
+        codec.compress(codec.pack_rows(plane, 8), layout.XZ, strips=3),
+        codec.compress(codec.pack_rows(plane, 8), layout.BZIP2),
+        context.encode_strips(plane, 40),
+        context.encode(plane, 40),
+    ]
+    for candidate, stream in zip(candidates, alone, strict=True):
+        assert coding.smallest(plane, 40, (candidate,))[2] == stream
+    method, _, stream = coding.smallest(plane, 40, candidates)
+    assert len(stream) == min(map(len, alone))
+
+
+def test_policy_by_situation():
+    assert coding.plan(1000).candidates[0].method == layout.STRIPS
+    large = coding.plan(coding.LARGE + 1)
+    assert [c.method for c in large.candidates] == [layout.STRIPS]
+    assert coding.plan(1000, optimize=True).both_orders
+    assert coding.plan(1000, compression=layout.ZLIB).candidates == (Candidate(layout.ZLIB),)
+    optimize_large = coding.plan(coding.LARGE + 1, optimize=True).candidates
+    assert {c.method for c in optimize_large} == set(layout.PLANE_METHODS)
+
+
+def test_many_colours_are_ordered_by_cooccurrence_and_few_keep_their_order():
+    rng = np.random.default_rng(12)
+    a = np.repeat(np.repeat(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), 4, 0), 4, 1)
+    result, _ = encoder.quantize_image(Image.fromarray(a), encoder.save_options({"clusters": 64}))
+    coded = coding.code(result)
+    by_cooccurrence = quantize.reorder(result, quantize.cooccurrence_order(result))
+    assert np.array_equal(coded.palette, by_cooccurrence.palette)
+    assert np.array_equal(coded.palette[coded.indices], result.palette[result.indices])
+    kept = coding.code(result, keep_order=True)
+    assert np.array_equal(kept.palette, result.palette)
+    few, _ = encoder.quantize_image(Image.fromarray(a), encoder.save_options({"clusters": 16}))
+    assert np.array_equal(coding.code(few).palette, few.palette)
+
+
+def test_forced_compression_is_used_as_it_is():
+    plane = np.random.default_rng(3).integers(0, 9, (20, 30), dtype=np.uint8)
+    result = quantize.Quantized(np.arange(27, dtype=np.uint8).reshape(9, 3), plane)
+    for method in layout.COMPRESSION_NAMES:
+        coded = coding.code(result, compression=method)
+        assert coded.method == method and coded.indices is plane
