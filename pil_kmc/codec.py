@@ -377,9 +377,7 @@ def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarra
     if header.compression == layout.CONTEXT:
         return context.decode(stream, header.width, header.height, header.k, partial=partial)
     if header.compression == layout.STRIPS:
-        return context.decode_strips(
-            stream, header.width, header.height, header.k, partial=partial
-        )
+        return context.decode_strips(stream, header.width, header.height, header.k, partial=partial)
     size = header.index_plane_bytes
     data = decompress(stream, header.compression, size, partial=partial)
     if len(data) < size:

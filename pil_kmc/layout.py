@@ -263,6 +263,21 @@ class _Chunks:
         file that ends early raises :class:`TruncatedError`; the bytes read
         so far are appended to the list ``got`` first when one is given.
         """
+        if length <= _READ_BLOCK:  # the common case: data and CRC in one read
+            block = self.fp.read(length + 4)
+            if len(block) == length + 4:
+                data = block[:length]
+                if int.from_bytes(block[length:], "big") != zlib.crc32(
+                    data, zlib.crc32(chunk_type)
+                ):
+                    raise FormatError(
+                        f"CRC mismatch in the {chunk_type.decode()} chunk: the file is corrupt"
+                    )
+                return data if keep else b""
+            if got is not None:
+                got.append(block[:length])
+            where = "chunk" if len(block) < length else "chunk's CRC"
+            raise TruncatedError(f"file is truncated in the {chunk_type.decode()} {where}")
         name = chunk_type.decode()
         crc = zlib.crc32(chunk_type)
         blocks = []
