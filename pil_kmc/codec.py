@@ -113,7 +113,7 @@ def _pieces(data: bytes, method: int, extreme: bool, fast: bool, strips: int) ->
 # plane size. It admits any dictionary up to 64 MiB (xz -9) plus liblzma's
 # own tables, so a header cannot make the reader reserve gigabytes.
 XZ_MEMLIMIT_BASE = 65 << 20
-# Parallel xz decoding keeps the sum of its decoders' limits under this.
+# Parallel xz decoding keeps the sum of its decoders' dictionaries under this.
 _XZ_PARALLEL_MEMORY = 256 << 20
 _LZMA2 = 0x21
 
@@ -163,8 +163,27 @@ def _xz_block_problem(data: bytes, pos: int, empty_ok: bool = False) -> str | No
     return None
 
 
-def _xz_streams(data: bytes, empty_ok: bool = False) -> list[tuple[int, int, int]] | None:
-    """(start, end, uncompressed size) of each concatenated xz stream, or None.
+def _xz_dictionary(data: bytes, pos: int) -> int:
+    """The LZMA2 dictionary size named by the block header at ``pos`` (0 if unreadable).
+
+    Only for sizing the thread pool; the decoder's memory limit is the rule.
+    """
+    try:
+        flags, at = data[pos + 1], pos + 2
+        if flags & 0x40:
+            _, at = _vli(data, at)
+        if flags & 0x80:
+            _, at = _vli(data, at)
+        _, at = _vli(data, at)  # the filter id
+        _, at = _vli(data, at)  # its properties' size
+        props = data[at]
+    except IndexError:
+        return 0
+    return 0xFFFFFFFF if props >= 40 else (2 | (props & 1)) << (props // 2 + 11)
+
+
+def _xz_streams(data: bytes, empty_ok: bool = False) -> list[tuple[int, int, int, int]] | None:
+    """(start, end, uncompressed size, largest dictionary) of each xz stream, or None.
 
     Walks back from the end of ``data`` through each stream's footer and
     index (xz file format 1.0.4, sections 2.1.2 and 4), and checks every
@@ -195,13 +214,14 @@ def _xz_streams(data: bytes, empty_ok: bool = False) -> list[tuple[int, int, int
             start = end - 12 - index_size - sum(blocks) - 12
             if start < 0 or data[start : start + 6] != b"\xfd7zXZ\x00":
                 return None
-            at = start + 12
+            at, dictionary = start + 12, 0
             for padded in blocks or [0]:
                 problem = _xz_block_problem(data, at, empty_ok)
                 if problem:
                     raise FormatError(problem)
+                dictionary = max(dictionary, _xz_dictionary(data, at) if padded else 0)
                 at += padded
-            streams.append((start, end, uncompressed))
+            streams.append((start, end, uncompressed, dictionary))
             end = start
     except IndexError:
         return None
@@ -219,18 +239,18 @@ def _vli(buffer: bytes, pos: int) -> tuple[int, int]:
     raise IndexError("xz integer too long")
 
 
-def _xz_parallel(data: bytes, streams: list[tuple[int, int, int]], size: int) -> bytes | None:
+def _xz_parallel(data: bytes, streams: list[tuple[int, ...]], size: int) -> bytes | None:
     """Several xz streams decoded in parallel threads, or None to decode sequentially.
 
     Accepts exactly what :func:`_xz_sequential` accepts: the same memory
     limit per decoder, and on any doubt None, so the sequential decoder gives
-    the verdict. Threads are capped so that their limits fit in
-    :data:`_XZ_PARALLEL_MEMORY`.
+    the verdict. Threads are capped so that the dictionaries they decode at
+    once fit in :data:`_XZ_PARALLEL_MEMORY`.
     """
     limit = xz_memlimit(size)
 
-    def one(stream: tuple[int, int, int]) -> bytes | None:
-        start, end, expected = stream
+    def one(stream: tuple[int, ...]) -> bytes | None:
+        start, end, expected, _ = stream
         engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=limit)
         try:
             out = engine.decompress(data[start:end], expected + 1)
@@ -239,7 +259,8 @@ def _xz_parallel(data: bytes, streams: list[tuple[int, int, int]], size: int) ->
         ok = engine.eof and not engine.unused_data and len(out) == expected
         return out if ok else None
 
-    threads = min(len(streams), workers(), max(1, _XZ_PARALLEL_MEMORY // limit))
+    largest = max(s[3] for s in streams) or limit
+    threads = min(len(streams), workers(), max(1, _XZ_PARALLEL_MEMORY // largest))
     with ThreadPoolExecutor(threads) as pool:
         parts = list(pool.map(one, streams))
     return None if any(p is None for p in parts) else b"".join(parts)
@@ -258,7 +279,8 @@ def _xz_sequential(data: bytes, size: int, partial: bool) -> bytes:
     produced = pos = 0
     limit = xz_memlimit(size)
     while True:
-        problem = _xz_block_problem(data, pos + 12, size == 0)
+        is_stream = data[pos : pos + 6] == b"\xfd7zXZ\x00"
+        problem = is_stream and _xz_block_problem(data, pos + 12, size == 0)
         if problem:
             raise FormatError(problem)
         engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=limit)
