@@ -74,10 +74,12 @@ def _palette(channels: int, data: bytes) -> ImagePalette.ImagePalette:
 class _Incremental(ImageFile.PyDecoder):
     """A decoder that reads its file itself or, fed by ``ImageFile.Parser``, buffers it.
 
-    Fed data (no file) is kept and decoded as a whole: when it may be
-    complete (it ends like a file, or has doubled since the last try, so
-    feeding stays linear) and finally when the parser's ``close()`` feeds
-    nothing. Only that last try may raise or load a truncated file.
+    Fed data (no file) is kept and decoded as a whole when it may be
+    complete: it ends like a file, it has doubled since the last try (so
+    feeding stays linear), or nothing was fed (as ``Parser.close()`` does).
+    A try that finds the data cut short waits for more, and ``close()``
+    then reports the image as incomplete (``OSError``), as for PNG; any
+    other error is final and raised at once.
     """
 
     _pulls_fd = True
@@ -92,17 +94,12 @@ class _Incremental(ImageFile.PyDecoder):
         if self._fed is None:
             self._fed = bytearray()
         self._fed += data
-        final = not data
-        if not (final or self._ends(self._fed) or len(self._fed) >= 2 * self._tried):
+        if data and not self._ends(self._fed) and len(self._fed) < 2 * self._tried:
             return len(data), 0
         self._tried = len(self._fed)
         try:
-            self._decode(
-                io.BytesIO(bytes(self._fed)), final and bool(ImageFile.LOAD_TRUNCATED_IMAGES)
-            )
-        except (OSError, ValueError):
-            if final:
-                raise
+            self._decode(io.BytesIO(bytes(self._fed)), False)
+        except layout.TruncatedError:
             return len(data), 0
         self._fed = None
         return -1, 0

@@ -100,8 +100,11 @@ def test_strips_smaller_than_the_minimum_are_refused():
         context.decode_strips(stream, 10, 4, 1)
 
 
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*-context.kmc")) + sorted(
-    FIXTURES.glob("*-strips*.kmc")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path",
+    sorted(FIXTURES.glob("*-context.kmc")) + sorted(FIXTURES.glob("*-strips*.kmc")),
+    ids=lambda p: p.stem,
+)
 def test_fixture_streams_decode_the_same_compiled_and_by_reference(path):
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as im:

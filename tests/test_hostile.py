@@ -415,3 +415,43 @@ def test_known_chunks_after_the_index_data_obey_the_same_rules():
     ]:
         with pytest.raises(OSError, match=message):
             open_and_load(kmc_file(xz(bytes(64)), before=before, after=after))
+
+
+def chunk_list(data: bytes) -> list[tuple[bytes, bytes]]:
+    out, pos = [], len(layout.SIGNATURE)
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        out.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]))
+        pos += 12 + n
+    return out
+
+
+@given(
+    st.sampled_from(FILES),
+    st.lists(st.tuples(st.integers(0, 10), st.binary(max_size=40)), min_size=1, max_size=3),
+    st.booleans(),
+)
+def test_any_chunk_data_behind_valid_crcs_raises_only_conventional_errors(data, edits, truncated):
+    # The structure-aware fuzzer's property, bounded: framing and CRCs stay
+    # valid, so every check past the CRC is reached.
+    chunks = chunk_list(data)
+    for index, body in edits:
+        kind = chunks[index % len(chunks)][0]
+        chunks[index % len(chunks)] = (kind, body)
+    mutated = layout.SIGNATURE + b"".join(layout.chunk(t, d) for t, d in chunks)
+    with _patched(ImageFile, "LOAD_TRUNCATED_IMAGES", truncated):
+        with contextlib.suppress(ALLOWED):
+            open_and_load(mutated)
+        with contextlib.suppress(ALLOWED):
+            Image.open(io.BytesIO(mutated)).verify()
+
+
+@given(st.sampled_from(FILES), st.lists(st.integers(1, 400), max_size=6))
+def test_the_incremental_parser_gives_the_same_image_for_any_pieces(data, cuts):
+    parser = ImageFile.Parser()
+    at = 0
+    for cut in sorted(cuts):
+        parser.feed(data[at:cut])
+        at = max(at, cut)
+    parser.feed(data[at:])
+    assert parser.close().tobytes() == open_and_load(data).tobytes()

@@ -62,7 +62,11 @@ def _questions(rows: list[list[int]], width: int, k: int):
                     continue
                 barred_before = x + RUN
             pattern = (
-                (L == U) + 2 * (L == UL) + 4 * (U == UL) + 8 * (U == UR) + 16 * (L == UR)
+                (L == U)
+                + 2 * (L == UL)
+                + 4 * (U == UL)
+                + 8 * (U == UR)
+                + 16 * (L == UR)
                 + 32 * (L == LL)
             )
             found = False
@@ -189,7 +193,11 @@ def _decode_strip(data: bytes, width: int, height: int, k: int, bits: int) -> li
                     continue
                 barred_before = xpos + RUN
             pattern = (
-                (L == U) + 2 * (L == UL) + 4 * (U == UL) + 8 * (U == UR) + 16 * (L == UR)
+                (L == U)
+                + 2 * (L == UL)
+                + 4 * (U == UL)
+                + 8 * (U == UR)
+                + 16 * (L == UR)
                 + 32 * (L == LL)
             )
             value = None
