@@ -9,6 +9,12 @@ A file is the 8-byte signature followed by chunks. Each chunk is::
     length (u32 BE) | type (4 ASCII letters) | data (length bytes) | CRC-32 (u32 BE)
 
 where the CRC covers type and data, exactly as in PNG.
+
+The container has one reader and one writer: :func:`read` parses a file
+into a :class:`KmcFile` (header, palette, metadata chunks and, at once or
+later through :meth:`KmcFile.read_index`, the index data), and
+:func:`build` writes one. A :class:`Header` records the lowest version that
+defines its compression method unless told otherwise (section 8).
 """
 
 from __future__ import annotations

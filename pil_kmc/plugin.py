@@ -134,7 +134,8 @@ class KmcDecoder(_Incremental):
         if header.channels <= layout.GRAY_ALPHA:  # opened as L or LA: look colours up
             table = np.frombuffer(kmc.palette, np.uint8).reshape(header.k, header.channels)
             indices = table[indices]
-        self.set_as_raw(indices.tobytes())
+        # A view, not a copy: the decoded plane is not held twice.
+        self.set_as_raw(memoryview(np.ascontiguousarray(indices)).cast("B"))
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
@@ -227,13 +228,16 @@ class KmcNpzImageFile(ImageFile.ImageFile):
 
 class KmcNpzDecoder(_Incremental):
     def _decode(self, fp: IO[bytes], partial: bool) -> None:
+        import numpy as np
+
         from . import npz
 
         arrays = npz.read(fp)
         if arrays.shape[:2] != (self.state.ysize, self.state.xsize):
             raise OSError("npz arrays changed while reading")
         pixels = npz.decode(arrays) if arrays.shape[2] <= layout.GRAY_ALPHA else arrays.indices
-        self.set_as_raw(pixels.tobytes())
+        pixels = np.ascontiguousarray(pixels)
+        self.set_as_raw(memoryview(pixels).cast("B"))
 
 
 def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
