@@ -11,7 +11,12 @@ setup(
     ext_modules=[
         Extension(
             "pil_kmc._kmc",
-            sources=["csrc/kmcmodule.c", "csrc/context4.c", "csrc/strips5.c"],
+            sources=[
+                "csrc/kmcmodule.c",
+                "csrc/context4.c",
+                "csrc/strips5.c",
+                "csrc/packing.c",
+            ],
             depends=["csrc/kmc_codec.h"],
             include_dirs=["csrc"],
             extra_compile_args=flags,

@@ -168,8 +168,9 @@ int kmc_context_decode(const uint8_t *stream, size_t len, uint32_t width, uint32
         uint32_t n = step_setup(&m, out, t, &y0);
         size_t answers = 0;
         int out_of_words = 0;
+        uint32_t still_open = n;
         /* Questions by number, then by row: the order the words were written in. */
-        for (uint32_t q = 0; q < 4 + bits && !out_of_words; q++) {
+        for (uint32_t q = 0; q < 4 + bits && still_open && !out_of_words; q++) {
             for (uint32_t j = 0; j < n; j++) {
                 if (!m.open[j]) continue;
                 uint32_t ctx;
@@ -193,10 +194,13 @@ int kmc_context_decode(const uint8_t *stream, size_t len, uint32_t width, uint32
                 m.pend_ctx[answers] = ctx;
                 m.pend_bit[answers++] = (uint8_t)bit;
                 if (q < 4) {
-                    if (bit) { m.value[j] = m.cand[j][q]; m.open[j] = 0; }
+                    if (bit) {
+                        m.value[j] = m.cand[j][q];
+                        m.open[j] = 0;
+                        still_open--;
+                    }
                 } else {
                     m.node[j] = m.node[j] << 1 | bit;
-                    if (q == 3 + bits) m.value[j] = 0;  /* set below, checked against k */
                 }
             }
         }

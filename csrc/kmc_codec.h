@@ -61,4 +61,9 @@ int kmc_strips_decode(const uint8_t *stream, size_t len, const kmc_strip_table *
 int kmc_strips_encode_strip(const uint8_t *plane, uint32_t width, uint32_t y0, uint32_t rows,
                             int k, uint8_t **out, size_t *out_len);
 
+/* Packed rows (spec 5.1) of `bit_depth`-bit indices, row_bytes * height bytes,
+ * to the width * height plane in `out`; KMC_INDEX_K if an index is at or above k. */
+int kmc_unpack_rows(const uint8_t *data, uint32_t width, uint32_t height, int bit_depth, int k,
+                    uint8_t *out);
+
 #endif

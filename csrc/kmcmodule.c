@@ -171,7 +171,41 @@ static PyObject *strips_encode(PyObject *self, PyObject *args) {
     return encoded(code, data, len);
 }
 
+PyDoc_STRVAR(unpack_rows_doc,
+             "unpack_rows(data, width, height, bit_depth, k, out) -> code\n\n"
+             "Packed rows to the index plane in `out`; INDEX_K if an index is at or above k.");
+
+static PyObject *unpack_rows(PyObject *self, PyObject *args) {
+    Py_buffer data, out;
+    unsigned long long width, height;
+    int depth, k, code;
+    PyObject *out_obj;
+    if (!PyArg_ParseTuple(args, "y*KKiiO", &data, &width, &height, &depth, &k, &out_obj))
+        return NULL;
+    if (get_dims(width, height, k) < 0 || (depth != 1 && depth != 2 && depth != 4 && depth != 8)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bit depth must be 1, 2, 4 or 8");
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if ((unsigned long long)data.len != (width * depth + 7) / 8 * height) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "packed rows must be row_bytes * height bytes");
+        return NULL;
+    }
+    if (plane_buffer(out_obj, &out, width * height, 1) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_unpack_rows(data.buf, (uint32_t)width, (uint32_t)height, depth, k, out.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    return PyLong_FromLong(code);
+}
+
 static PyMethodDef methods[] = {
+    {"unpack_rows", unpack_rows, METH_VARARGS, unpack_rows_doc},
     {"context_decode", context_decode, METH_VARARGS, context_decode_doc},
     {"context_encode", context_encode, METH_VARARGS, context_encode_doc},
     {"strips_table", strips_table, METH_VARARGS, strips_table_doc},

@@ -16,7 +16,7 @@
 #define PROB_ONE (1u << PROB_BITS)
 #define RANS_LOW (1u << 16)
 /* neighbour pattern (5 bits) x "L equals the pixel left of it" x question number */
-#define FLAG_CONTEXTS 256u
+#define FLAG_CONTEXTS 512u
 /* Adaptation: the step towards each answer is 1/(n + 2) of the way after n answers
  * in the context (a counting estimate), never less than 1/STEP_LIMIT. */
 #define STEP_LIMIT 64u
@@ -57,7 +57,8 @@ static inline void learn(prob *q, uint32_t bit) {
 }
 
 static prob *new_model(int k, size_t *count) {
-    *count = FLAG_CONTEXTS + RUN_CONTEXTS + ((size_t)1 << (2 * literal_bits(k)));
+    uint32_t b = literal_bits(k);
+    *count = FLAG_CONTEXTS + RUN_CONTEXTS + ((size_t)1 << ((b <= 6 ? 3 : 2) * b));
     prob *m = malloc(*count * sizeof *m);
     if (m)
         for (size_t i = 0; i < *count; i++) m[i] = (prob){32768, 0};
@@ -139,6 +140,7 @@ static int decode_strip(const uint8_t *data, size_t len, int cut, uint32_t width
     for (; y < rows; y++) {
         uint8_t *row = strip + (size_t)y * width;
         const uint8_t *up = y ? row - width : zero_row;
+        const uint8_t *up2 = y > 1 ? row - 2 * (size_t)width : zero_row;
         /* The neighbours slide along the row: UL <- U <- UR <- the next byte above. */
         uint32_t L = 0, LL = 0, UL = 0, U = up[0], UR = width > 1 ? up[1] : 0;
         uint32_t no_run_before = 0;
@@ -158,7 +160,7 @@ static int decode_strip(const uint8_t *data, size_t len, int cut, uint32_t width
                 no_run_before = c + RUN;
             }
             uint32_t pattern = (L == U) | (L == UL) << 1 | (U == UL) << 2 | (U == UR) << 3 |
-                               (L == UR) << 4 | (L == LL) << 5;
+                               (L == UR) << 4 | (L == LL) << 5 | (U == up2[c]) << 6;
             prob *flags = model + pattern * 4;
             ANSWER(flags, bit);
             if (bit) { v = L; goto found; }
@@ -175,10 +177,10 @@ static int decode_strip(const uint8_t *data, size_t len, int cut, uint32_t width
                 if (bit) { v = UL; goto found; }
             }
             {
-                uint32_t node = 1;
-                prob *lit = literal + L;
+                uint32_t node = 1, shift = bits <= 6 ? 2 * bits : bits;
+                prob *lit = literal + L + (bits <= 6 ? U << bits : 0);
                 while (node < top) {
-                    ANSWER(lit + (node << bits), bit);
+                    ANSWER(lit + (node << shift), bit);
                     node = node << 1 | bit;
                 }
                 v = node - top;
@@ -231,8 +233,9 @@ int kmc_strips_decode(const uint8_t *stream, size_t len, const kmc_strip_table *
 }
 
 /* One row's questions in coding order: each answer's context and value. */
-static size_t row_questions(const uint8_t *row, const uint8_t *up, uint32_t width, uint32_t bits,
-                            prob *model, prob **ctx, uint8_t *answer) {
+static size_t row_questions(const uint8_t *row, const uint8_t *up, const uint8_t *up2,
+                            uint32_t width, uint32_t bits, prob *model, prob **ctx,
+                            uint8_t *answer) {
     prob *runs = model + FLAG_CONTEXTS, *literal = runs + RUN_CONTEXTS;
     size_t n = 0;
     uint32_t no_run_before = 0;
@@ -251,7 +254,7 @@ static size_t row_questions(const uint8_t *row, const uint8_t *up, uint32_t widt
             no_run_before = c + RUN;
         }
         uint32_t pattern = (L == U) | (L == UL) << 1 | (U == UL) << 2 | (U == UR) << 3 |
-                           (L == UR) << 4 | (L == LL) << 5;
+                           (L == UR) << 4 | (L == LL) << 5 | (U == up2[c]) << 6;
         prob *flags = model + pattern * 4;
         ctx[n] = flags;
         if ((answer[n++] = s == L)) continue;
@@ -267,9 +270,11 @@ static size_t row_questions(const uint8_t *row, const uint8_t *up, uint32_t widt
             ctx[n] = flags + 3;
             if ((answer[n++] = s == UL)) continue;
         }
+        uint32_t shift = bits <= 6 ? 2 * bits : bits;
+        prob *lit = literal + L + (bits <= 6 ? U << bits : 0);
         for (uint32_t j = 0, node = 1; j < bits; j++) {
             uint32_t b = s >> (bits - 1 - j) & 1;
-            ctx[n] = literal + (node << bits) + L;
+            ctx[n] = lit + (node << shift);
             answer[n++] = (uint8_t)b;
             node = node << 1 | b;
         }
@@ -296,7 +301,8 @@ int kmc_strips_encode_strip(const uint8_t *plane, uint32_t width, uint32_t y0, u
     /* Forward: each answer's probability, learning as the decoder will. */
     for (uint32_t y = 0; y < rows; y++) {
         const uint8_t *row = strip + (size_t)y * width, *up = y ? row - width : zero_row;
-        size_t n = row_questions(row, up, width, bits, model, ctx, answer);
+        const uint8_t *up2 = y > 1 ? row - 2 * (size_t)width : zero_row;
+        size_t n = row_questions(row, up, up2, width, bits, model, ctx, answer);
         if (used + n > cap) {
             size_t grown = cap + cap / 2 + n;
             uint16_t *bigger = realloc(p0s, grown * sizeof *p0s);
@@ -316,7 +322,8 @@ int kmc_strips_encode_strip(const uint8_t *plane, uint32_t width, uint32_t y0, u
     uint32_t x = RANS_LOW;
     for (uint32_t y = rows; y-- > 0;) {
         const uint8_t *row = strip + (size_t)y * width, *up = y ? row - width : zero_row;
-        size_t n = row_questions(row, up, width, bits, model, ctx, answer);
+        const uint8_t *up2 = y > 1 ? row - 2 * (size_t)width : zero_row;
+        size_t n = row_questions(row, up, up2, width, bits, model, ctx, answer);
         for (size_t i = n; i-- > 0;) {
             uint32_t p0 = p0s[--used], bit = answer[i];
             uint32_t f = bit ? PROB_ONE - p0 : p0, start = bit ? p0 : 0;

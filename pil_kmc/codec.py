@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import context, layout
+from . import _kmc, context, layout
 from .layout import FormatError, Header
 from .parallel import in_threads as _in_threads
 from .parallel import workers
@@ -52,19 +52,16 @@ def pack_rows(indices: np.ndarray, bit_depth: int) -> bytes:
     return packed.astype(np.uint8).tobytes()
 
 
-def unpack_rows(data: bytes, width: int, height: int, bit_depth: int) -> np.ndarray:
-    """Inverse of :func:`pack_rows`; ``data`` must be exactly the packed size."""
-    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, -1)
-    if bit_depth == 8:
-        return rows
-    per_byte = 8 // bit_depth
-    fields = np.empty((height, rows.shape[1], per_byte), dtype=np.uint8)
-    for i in range(per_byte):  # field i of every byte at once, in place: no wide temporaries
-        np.right_shift(rows, 8 - bit_depth * (i + 1), out=fields[:, :, i])
-        if i:
-            np.bitwise_and(fields[:, :, i], (1 << bit_depth) - 1, out=fields[:, :, i])
-    fields = fields.reshape(height, -1)
-    return fields if fields.shape[1] == width else np.ascontiguousarray(fields[:, :width])
+def unpack_rows(data: bytes, width: int, height: int, bit_depth: int, k: int = 256) -> np.ndarray:
+    """Inverse of :func:`pack_rows`; ``data`` must be exactly the packed size.
+
+    Raises :class:`FormatError` if an index is at or above ``k``. Compiled:
+    one pass, no temporaries, whatever the shape.
+    """
+    out = bytearray(width * height)
+    if _kmc.unpack_rows(data, width, height, bit_depth, k, out) == _kmc.INDEX_K:
+        raise FormatError(f"index data refers to a palette entry at or above k={k}")
+    return np.frombuffer(out, np.uint8).reshape(height, width)
 
 
 def compress(
@@ -405,10 +402,7 @@ def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarra
     if len(data) < size:
         data = data + bytes(size - len(data))
     _check_padding(data, header)
-    indices = unpack_rows(data, header.width, header.height, header.bit_depth)
-    if header.k < 1 << header.bit_depth and int(indices.max(initial=0)) >= header.k:
-        raise FormatError(f"index data refers to a palette entry at or above k={header.k}")
-    return indices
+    return unpack_rows(data, header.width, header.height, header.bit_depth, header.k)
 
 
 def _check_padding(data: bytes, header: Header) -> None:

@@ -9,9 +9,10 @@ situation, so the whole policy reads in one place:
 - by default, the ``strips`` coder, and bzip2 of the packed rows, which now
   and then wins on noisy graphics; above :data:`LARGE` pixels only
   ``strips``, which decodes on every core;
-- with ``optimize=True``, every method worth trying and a second palette
-  order; above :data:`LARGE` only the context coders, as xz's extreme
-  setting would take many times the default's time there;
+- with ``optimize=True``, both context coders and bzip2, each with a second
+  palette order; above :data:`LARGE` only the two context coders, in one
+  order. (xz, even in its extreme setting, costs more time than every other
+  candidate together and wins on almost no image.)
 - with ``compression=NAME``, that method alone.
 
 From 17 colours on, palettes are ordered by co-occurrence (entries seen side
@@ -47,10 +48,6 @@ class Candidate:
     depth: int = 0
     #: xz only: slower and smaller.
     extreme: bool = False
-    #: xz only: faster and larger.
-    fast: bool = False
-    #: xz only: the rows are cut into this many streams, coded in parallel.
-    xz_strips: int = 1
 
 
 @dataclass(frozen=True)
@@ -65,18 +62,8 @@ _STRIPS, _CONTEXT = Candidate(layout.STRIPS), Candidate(layout.CONTEXT)
 POLICY = {
     "default": Plan((_STRIPS, Candidate(layout.BZIP2))),
     "default, large": Plan((_STRIPS,)),
-    "optimize": Plan(
-        (
-            _STRIPS,
-            _CONTEXT,
-            Candidate(layout.XZ, depth=8, extreme=True),
-            Candidate(layout.XZ, extreme=True),
-            Candidate(layout.BZIP2),
-            Candidate(layout.BZIP2, depth=8),
-        ),
-        both_orders=True,
-    ),
-    "optimize, large": Plan((_STRIPS, _CONTEXT), both_orders=True),
+    "optimize": Plan((_STRIPS, _CONTEXT, Candidate(layout.BZIP2)), both_orders=True),
+    "optimize, large": Plan((_STRIPS, _CONTEXT)),
 }
 
 
@@ -156,9 +143,7 @@ def smallest(
             return context.encode(indices, k)
         if c.method == layout.STRIPS:
             return context.encode_strips(indices, k)
-        return codec.compress(
-            packed[depth], c.method, extreme=c.extreme, fast=c.fast, strips=c.xz_strips
-        )
+        return codec.compress(packed[depth], c.method, extreme=c.extreme)
 
     if len(jobs) == 1:  # the coder may use every core itself
         streams = [run(*jobs[0])]

@@ -27,9 +27,17 @@ from pil_kmc import codec, context, layout  # noqa: E402
 OUT = ROOT / "fixtures"
 
 
-def plane(w: int, h: int, k: int) -> np.ndarray:
-    """A deterministic index plane using every index below k at least once if it fits."""
+def plane(w: int, h: int, k: int, blocks: bool = False) -> np.ndarray:
+    """A deterministic index plane using every index below k at least once if it fits.
+
+    With ``blocks``, flat rectangles with a few stray pixels, so that runs,
+    every flag question and literals all occur.
+    """
     y, x = np.mgrid[0:h, 0:w]
+    if blocks:
+        flat = (x // 23 * 7 + y // 17 * 3) % k
+        stray = (x * 31 + y * 17) % 97 == 0
+        return np.where(stray, (x + y) % k, flat).astype(np.uint8)
     return ((x * 3 + y * 5 + (x * y) % 7) % k).astype(np.uint8)
 
 
@@ -61,6 +69,7 @@ VARIANTS = [
     ("rgb-k6-depth4-strips", 23, 14, 3, 6, layout.STRIPS, []),
     ("rgba-k200-depth8-strips", 37, 21, 4, 200, layout.STRIPS, []),
     ("gray-k1-depth1-strips-three", 300, 600, 1, 1, layout.STRIPS, []),
+    ("rgb-k16-depth4-strips-blocks-three", 300, 600, 3, 16, layout.STRIPS, []),
     (
         "gray-k3-depth2-zlib-metadata",
         5,
@@ -104,7 +113,7 @@ def main() -> None:
         depth = layout.bit_depth_for(k)
         # layout.Header records the version that defines the method (spec section 8).
         header = layout.Header(w, h, channels, k, depth, compression=compression)
-        indices, pal = plane(w, h, k), palette(k, channels)
+        indices, pal = plane(w, h, k, blocks="blocks" in name), palette(k, channels)
         data = layout.build(header, pal.tobytes(), index_stream(name, indices, header), ancillary)
         (OUT / f"{name}.kmc").write_bytes(data)
         expected_png(indices, pal, channels).save(OUT / f"{name}.png")

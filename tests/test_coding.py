@@ -28,13 +28,13 @@ def test_smallest_tries_every_candidate_and_reports_its_choice():
 def test_each_candidate_gives_the_stream_its_coder_gives_alone():
     plane = np.random.default_rng(1).integers(0, 40, (60, 90), dtype=np.uint8)
     candidates = (
-        Candidate(layout.XZ, depth=8, xz_strips=3),
+        Candidate(layout.XZ, depth=8, extreme=True),
         Candidate(layout.BZIP2),
         Candidate(layout.STRIPS),
         Candidate(layout.CONTEXT),
     )
     alone = [
-        codec.compress(codec.pack_rows(plane, 8), layout.XZ, strips=3),
+        codec.compress(codec.pack_rows(plane, 8), layout.XZ, extreme=True),
         codec.compress(codec.pack_rows(plane, 8), layout.BZIP2),
         context.encode_strips(plane, 40),
         context.encode(plane, 40),

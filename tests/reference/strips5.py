@@ -7,13 +7,19 @@ no code with the compiled one.
 from __future__ import annotations
 
 RUN = 8
-FLAG_CONTEXTS = 256
-RUN_CONTEXT = 256
-LITERAL_BASE = 258
+FLAG_CONTEXTS = 512
+RUN_CONTEXT = 512
+LITERAL_BASE = 514
 
 
 def _bits(k: int) -> int:
     return max(1, (k - 1).bit_length())
+
+
+def _literal_context(node: int, L: int, U: int, bits: int) -> int:
+    if bits <= 6:
+        return LITERAL_BASE + (node << 2 * bits) + (U << bits) + L
+    return LITERAL_BASE + (node << bits) + L
 
 
 class _Model:
@@ -38,6 +44,7 @@ def _questions(rows: list[list[int]], width: int, k: int):
     bits = _bits(k)
     for y, row in enumerate(rows):
         up = rows[y - 1] if y else [0] * width
+        up2 = rows[y - 2] if y > 1 else [0] * width
 
         def above(x, up=up):
             return up[x] if 0 <= x < width else 0
@@ -68,6 +75,7 @@ def _questions(rows: list[list[int]], width: int, k: int):
                 + 8 * (U == UR)
                 + 16 * (L == UR)
                 + 32 * (L == LL)
+                + 64 * (up2[x] == U)
             )
             found = False
             seen: list[int] = []
@@ -83,7 +91,7 @@ def _questions(rows: list[list[int]], width: int, k: int):
                 node = 1
                 for j in range(bits):
                     b = (s >> (bits - 1 - j)) & 1
-                    yield LITERAL_BASE + (node << bits) + L, b
+                    yield _literal_context(node, L, U, bits), b
                     node = node * 2 + b
             x += 1
 
@@ -171,6 +179,7 @@ def _decode_strip(data: bytes, width: int, height: int, k: int, bits: int) -> li
     rows: list[list[int]] = []
     for y in range(height):
         up = rows[y - 1] if y else [0] * width
+        up2 = rows[y - 2] if y > 1 else [0] * width
         row: list[int] = []
 
         def above(c, up=up):
@@ -199,6 +208,7 @@ def _decode_strip(data: bytes, width: int, height: int, k: int, bits: int) -> li
                 + 8 * (U == UR)
                 + 16 * (L == UR)
                 + 32 * (L == LL)
+                + 64 * (up2[xpos] == U)
             )
             value = None
             seen: list[int] = []
@@ -212,7 +222,7 @@ def _decode_strip(data: bytes, width: int, height: int, k: int, bits: int) -> li
             if value is None:
                 node = 1
                 for _ in range(bits):
-                    node = node * 2 + answer(LITERAL_BASE + (node << bits) + L)
+                    node = node * 2 + answer(_literal_context(node, L, U, bits))
                 value = node - (1 << bits)
                 if value >= k:
                     raise StreamError("index at or above k")
