@@ -232,7 +232,10 @@ class KmcNpzDecoder(_Incremental):
 
         from . import npz
 
-        arrays = npz.read(fp)
+        try:
+            arrays = npz.read(fp)
+        except npz.NotNpzLayout as e:  # the file changed since it was opened
+            raise OSError(str(e)) from None
         if arrays.shape[:2] != (self.state.ysize, self.state.xsize):
             raise OSError("npz arrays changed while reading")
         pixels = npz.decode(arrays) if arrays.shape[2] <= layout.GRAY_ALPHA else arrays.indices

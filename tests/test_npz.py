@@ -256,3 +256,17 @@ def test_npz_parser_feeding_works():
         parser.feed(data[i : i + 50])
     im = parser.close()
     assert im.tobytes() == Image.open(io.BytesIO(data)).tobytes()
+
+
+def test_npz_parser_fed_a_file_that_grows_past_its_end_raises_os_error():
+    # Found by bench/fuzz.py: a span copied into the end record; the parser
+    # opens the archive from its first bytes, and reading the whole then
+    # said "not a zip archive" as a ValueError.
+    data = npz_bytes(**valid())
+    grown = data[:-2] + data[-54:-2] + data[-2:]
+    parser = ImageFile.Parser()
+    parser.feed(grown[: len(data) + 5])  # an archive already, to zipfile
+    assert parser.image is not None
+    with pytest.raises(OSError):
+        parser.feed(grown[len(data) + 5 :])
+        parser.close()
