@@ -44,7 +44,7 @@ from pil_kmc import layout
 
 w, h = (int(v) for v in sys.argv[2:4])
 data = open(sys.argv[4], "rb").read()
-header = layout.read_head(io.BytesIO(data)).header
+header = layout.read(io.BytesIO(data), index=False).header
 Image.MAX_IMAGE_PIXELS = None
 
 def status(field):

@@ -395,7 +395,7 @@ def _decode_time(kmc_path: Path) -> dict:
     from pil_kmc import layout
 
     data = kmc_path.read_bytes()
-    header = layout.read_head(io.BytesIO(data)).header
+    header = layout.read(io.BytesIO(data), index=False).header
     return {
         "decode_seconds": _best_of(lambda: _load(data)),
         "compression": layout.COMPRESSION_NAMES[header.compression],

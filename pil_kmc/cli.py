@@ -597,7 +597,7 @@ class _Batch:
         self.bytes_in += result.size_in
         self.bytes_out += len(result.data)
         if self.verbose:
-            k = layout.Header.unpack(result.data[16:32]).k
+            k = layout.read(io.BytesIO(result.data), index=False).header.k
             share = len(result.data) / result.size_in if result.size_in else 0
             self.say(
                 f"{job.src} -> {job.dst}: {k} colours, {result.size_in:,} -> "
@@ -819,7 +819,7 @@ def _without_alpha(im: Image.Image) -> Image.Image:
 def _text_chunks(data: bytes) -> dict[str, str]:
     """The ``tEXt`` chunks of a ``.kmc`` file, for the outputs that hold text."""
     try:
-        head = layout.read_head(io.BytesIO(data))
+        head = layout.read(io.BytesIO(data), index=False)
     except (SyntaxError, OSError):
         return {}
     text = {}
@@ -984,7 +984,7 @@ def _size_text(size: int | None, pixels: int) -> str:
 def _describe_kmc(path: str, fp, size: int | None) -> str:
     from . import metadata
 
-    head = layout.read_head(fp)
+    head = layout.read(fp, index=False)
     h = head.header
     info = metadata.from_chunks(head.ancillary)
     extras = []
@@ -1004,7 +1004,7 @@ def _describe_kmc(path: str, fp, size: int | None) -> str:
     ]
     if texts:
         extras.append("text: " + ", ".join(texts))
-    extras += [f"{t.decode()} chunk, {len(d):,} bytes" for t, d in head.ancillary if t not in known]
+    extras += [f"{t.decode()} chunk" for t in head.skipped if t not in known]
     colours = "1 colour" if h.k == 1 else f"{h.k} colours"
     return (
         f"{path}: KMC {h.version[0]}.{h.version[1]}, {h.width} x {h.height}, "

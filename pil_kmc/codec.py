@@ -14,12 +14,14 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import _kmc, context, layout
 from .layout import FormatError, Header
 from .parallel import in_threads as _in_threads
+from .parallel import workers
 
 # xz without an integrity check: every chunk already carries a CRC-32. Indices
 # are single bytes, so no position bits (lp = pb = 0) and the most literal
@@ -104,24 +106,88 @@ def _pieces(data: bytes, method: int, extreme: bool, fast: bool, strips: int) ->
     return [lambda strip=strip: one(strip) for strip in strips_of_data]
 
 
-def _engine(method: int):
+# Section 10: the xz decoder may use at most this much memory beyond the
+# plane size. It admits any dictionary up to 64 MiB (xz -9) plus liblzma's
+# own tables, so a header cannot make the reader reserve gigabytes.
+XZ_MEMLIMIT_BASE = 65 << 20
+# Parallel xz decoding keeps the sum of its decoders' dictionaries under this.
+_XZ_PARALLEL_MEMORY = 256 << 20
+_LZMA2 = 0x21
+
+
+def xz_memlimit(size: int) -> int:
+    """The xz decoder memory limit for a plane of ``size`` bytes (section 10)."""
+    return XZ_MEMLIMIT_BASE + size
+
+
+def _engine(method: int, size: int):
     if method == layout.ZLIB:
         return zlib.decompressobj()
     if method == layout.XZ:
-        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=xz_memlimit(size))
     if method == layout.BZIP2:
         return bz2.BZ2Decompressor()
     raise FormatError(f"unknown compression method {method}")
 
 
-def _xz_streams(data: bytes) -> list[tuple[int, int, int]] | None:
-    """(start, end, uncompressed size) of each concatenated xz stream, or None.
+def _xz_block_problem(data: bytes, pos: int, empty_ok: bool = False) -> str | None:
+    """Why the xz block header at ``pos`` breaks section 9 (duty 6), if it does.
+
+    The first byte 0 is the index indicator: a stream without blocks, which
+    is empty. Otherwise the filter flags must name LZMA2 alone (xz file
+    format 1.0.4, section 3.1). Data too short to tell is left to the decoder.
+    """
+    if pos >= len(data):
+        return None
+    if data[pos] == 0:
+        if empty_ok:  # the one stream of an empty plane (no file has one)
+            return None
+        return "empty xz stream (every xz stream must hold at least one byte)"
+    if pos + 1 >= len(data):
+        return None
+    flags = data[pos + 1]
+    try:
+        at = pos + 2
+        if flags & 0x40:
+            _, at = _vli(data, at)
+        if flags & 0x80:
+            _, at = _vli(data, at)
+        filter_id, _ = _vli(data, at)
+    except IndexError:
+        return None
+    if flags & 0x03 or filter_id != _LZMA2:
+        return "xz filter chain other than LZMA2 alone"
+    return None
+
+
+def _xz_dictionary(data: bytes, pos: int) -> int:
+    """The LZMA2 dictionary size named by the block header at ``pos`` (0 if unreadable).
+
+    Only for sizing the thread pool; the decoder's memory limit is the rule.
+    """
+    try:
+        flags, at = data[pos + 1], pos + 2
+        if flags & 0x40:
+            _, at = _vli(data, at)
+        if flags & 0x80:
+            _, at = _vli(data, at)
+        _, at = _vli(data, at)  # the filter id
+        _, at = _vli(data, at)  # its properties' size
+        props = data[at]
+    except IndexError:
+        return 0
+    return 0xFFFFFFFF if props >= 40 else (2 | (props & 1)) << (props // 2 + 11)
+
+
+def _xz_streams(data: bytes, empty_ok: bool = False) -> list[tuple[int, int, int, int]] | None:
+    """(start, end, uncompressed size, largest dictionary) of each xz stream, or None.
 
     Walks back from the end of ``data`` through each stream's footer and
-    index (xz file format 1.0.4, sections 2.1.2 and 4); stream padding is
-    not allowed here, as the sequential decoder does not allow it either. Any inconsistency
-    gives None, and the caller decodes sequentially, which is the authority
-    on whether the data is valid; this only finds where to split the work.
+    index (xz file format 1.0.4, sections 2.1.2 and 4), and checks every
+    block's header (:func:`_xz_block_problem`), raising :class:`FormatError`
+    on a broken rule. Stream padding is not allowed. Valid concatenated
+    streams always walk; any inconsistency gives None, and the caller
+    decodes sequentially, which is the authority on whether data is valid.
     """
     streams = []
     end = len(data)
@@ -135,16 +201,24 @@ def _xz_streams(data: bytes) -> list[tuple[int, int, int]] | None:
             if len(index) != index_size or index[0] != 0:
                 return None
             pos, (records, pos) = 1, _vli(index, 1)
-            blocks = uncompressed = 0
+            blocks = []
+            uncompressed = 0
             for _ in range(records):
                 unpadded, pos = _vli(index, pos)
                 size, pos = _vli(index, pos)
-                blocks += -(-unpadded // 4) * 4
+                blocks.append(-(-unpadded // 4) * 4)
                 uncompressed += size
-            start = end - 12 - index_size - blocks - 12
+            start = end - 12 - index_size - sum(blocks) - 12
             if start < 0 or data[start : start + 6] != b"\xfd7zXZ\x00":
                 return None
-            streams.append((start, end, uncompressed))
+            at, dictionary = start + 12, 0
+            for padded in blocks or [0]:
+                problem = _xz_block_problem(data, at, empty_ok)
+                if problem:
+                    raise FormatError(problem)
+                dictionary = max(dictionary, _xz_dictionary(data, at) if padded else 0)
+                at += padded
+            streams.append((start, end, uncompressed, dictionary))
             end = start
     except IndexError:
         return None
@@ -162,24 +236,89 @@ def _vli(buffer: bytes, pos: int) -> tuple[int, int]:
     raise IndexError("xz integer too long")
 
 
-def _xz_parallel(data: bytes, size: int) -> bytes | None:
-    """Several xz streams decoded in parallel threads, or None to decode sequentially."""
-    streams = _xz_streams(data)
-    if not streams or len(streams) < 2 or sum(s[2] for s in streams) != size:
-        return None
+def _xz_parallel(data: bytes, streams: list[tuple[int, ...]], size: int) -> bytes | None:
+    """Several xz streams decoded in parallel threads, or None to decode sequentially.
 
-    def one(stream: tuple[int, int, int]) -> bytes | None:
-        start, end, expected = stream
-        engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    Accepts exactly what :func:`_xz_sequential` accepts: the same memory
+    limit per decoder, and on any doubt None, so the sequential decoder gives
+    the verdict. Threads are capped so that the dictionaries they decode at
+    once fit in :data:`_XZ_PARALLEL_MEMORY`.
+    """
+    limit = xz_memlimit(size)
+
+    def one(stream: tuple[int, ...]) -> bytes | None:
+        start, end, expected, _ = stream
+        engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=limit)
         try:
             out = engine.decompress(data[start:end], expected + 1)
-        except lzma.LZMAError:
+        except (lzma.LZMAError, MemoryError):
             return None
         ok = engine.eof and not engine.unused_data and len(out) == expected
         return out if ok else None
 
-    parts = _in_threads([lambda stream=stream: one(stream) for stream in streams])
+    largest = max(s[3] for s in streams) or limit
+    threads = min(len(streams), workers(), max(1, _XZ_PARALLEL_MEMORY // largest))
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(one, streams))
     return None if any(p is None for p in parts) else b"".join(parts)
+
+
+def _xz_sequential(data: bytes, size: int, partial: bool) -> bytes:
+    """Concatenated xz streams in order; the authority on what is valid (section 9).
+
+    Each stream gets its own decoder, fed in windows that grow from a few
+    hundred bytes, so that neither many tiny streams nor one large one cost
+    more than linear time (a decoder's leftover input is copied once, and is
+    at most one window).
+    """
+    view = memoryview(data)
+    parts: list[bytes] = []
+    produced = pos = 0
+    limit = xz_memlimit(size)
+    while True:
+        is_stream = data[pos : pos + 6] == b"\xfd7zXZ\x00"
+        problem = is_stream and _xz_block_problem(data, pos + 12, size == 0)
+        if problem:
+            raise FormatError(problem)
+        engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=limit)
+        window, got = 256, 0
+        try:
+            while not engine.eof:
+                chunk = b""
+                if engine.needs_input:
+                    chunk = view[pos : pos + window]
+                    pos += len(chunk)
+                    window = min(2 * window, 1 << 20)
+                    if not chunk:
+                        break
+                out = engine.decompress(chunk, size + 1 - produced)
+                produced += len(out)
+                got += len(out)
+                parts.append(out)
+                if produced > size:
+                    raise FormatError(
+                        "the xz index stream holds more data than the header declares"
+                    )
+                if not out and not chunk:
+                    break  # no progress possible
+        except (lzma.LZMAError, MemoryError) as e:
+            if partial:
+                return b"".join(parts)
+            raise FormatError(f"corrupt xz index stream: {e or 'out of memory'}") from None
+        if not engine.eof:
+            if partial:
+                return b"".join(parts)
+            raise FormatError(f"the xz index stream is truncated ({produced} of {size} bytes)")
+        pos -= len(engine.unused_data)
+        if not got and size:
+            raise FormatError("empty xz stream (every xz stream must hold at least one byte)")
+        if pos >= len(data):
+            break
+        if produced >= size:
+            raise FormatError("the xz index stream holds more data than the header declares")
+    if produced < size and not partial:
+        raise FormatError(f"the xz index stream is truncated ({produced} of {size} bytes)")
+    return b"".join(parts)
 
 
 def decompress(
@@ -188,42 +327,47 @@ def decompress(
     """Decompress exactly ``size`` bytes, never producing more than ``size + 1``.
 
     Raises :class:`FormatError` if the stream is corrupt, ends early, holds
-    more than ``size`` bytes or has bytes after its end. xz data may be
-    several concatenated streams, which ``threads`` decodes in parallel when
-    their boundaries can be read (with the same result as in sequence). With
+    more than ``size`` bytes or has bytes after its end (section 9, duty 6).
+    xz data may be several concatenated streams, decoded in parallel when
+    their boundaries can be read, with the same verdict as in sequence. With
     ``partial``, a stream that ends early returns what it produced instead
-    (for ``ImageFile.LOAD_TRUNCATED_IMAGES``).
+    (for ``ImageFile.LOAD_TRUNCATED_IMAGES``). ``threads=False`` forces the
+    sequential path.
     """
     name = layout.COMPRESSION_NAMES.get(method, str(method))
-    if method == layout.XZ and threads and not partial and len(data) > XZ_STRIP // 64:
-        joined = _xz_parallel(data, size)
-        if joined is not None:
-            return joined
-    if method == layout.STORED:
+    if method == layout.XZ:
+        if not partial:
+            streams = _xz_streams(data, size == 0)
+            if streams and size and any(s[2] == 0 for s in streams):
+                raise FormatError("empty xz stream (every xz stream must hold at least one byte)")
+            # Threads pay only for long streams; many short ones go in sequence.
+            parallel = streams and 1 < len(streams) <= size // (XZ_STRIP >> 8)
+            if threads and parallel and sum(s[2] for s in streams) == size:
+                joined = _xz_parallel(data, streams, size)
+                if joined is not None:
+                    return joined
+        out = _xz_sequential(data, size, partial)
+        finished, leftover = len(out) >= size, b""
+    elif method == layout.STORED:
         out, finished, leftover = data[: size + 1], len(data) >= size, data[size:]
     else:
-        parts: list[bytes] = []
-        produced, rest = 0, data
-        while True:
-            engine = _engine(method)
-            try:
-                part = engine.decompress(rest, size + 1 - produced)
-            except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
-                if partial:
-                    return b"".join(parts)
-                raise FormatError(f"corrupt {name} index stream: {e}") from None
-            parts.append(part)
-            produced += len(part)
-            finished = engine.eof
-            leftover = engine.unused_data if finished else b""
-            if method == layout.ZLIB and not finished and engine.unconsumed_tail:
-                leftover = engine.unconsumed_tail
-            # Another xz stream may follow, as long as data is still owed.
-            if method == layout.XZ and finished and leftover and produced < size:
-                rest = leftover
-                continue
-            break
-        out = b"".join(parts)
+        engine = _engine(method, size)
+        try:
+            out = engine.decompress(data, size + 1)
+        except (zlib.error, OSError, EOFError, ValueError, MemoryError) as e:
+            if partial:
+                return b""
+            raise FormatError(f"corrupt {name} index stream: {e}") from None
+        finished = engine.eof
+        leftover = engine.unused_data if finished else b""
+        if method == layout.ZLIB and not finished and engine.unconsumed_tail:
+            leftover = engine.unconsumed_tail
+        if finished and leftover and len(out) <= size:
+            # Section 9, duty 6: one zlib or bzip2 stream, nothing after it.
+            raise FormatError(
+                f"the {name} index stream holds more data than the header declares "
+                "(bytes after the end of its one stream)"
+            )
     if len(out) > size or (finished and leftover):
         raise FormatError(f"the {name} index stream holds more data than the header declares")
     if len(out) < size or not finished:
@@ -252,11 +396,19 @@ def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarra
     if header.compression == layout.CONTEXT:
         return context.decode(stream, header.width, header.height, header.k, partial=partial)
     if header.compression == layout.STRIPS:
-        return context.decode_strips(
-            stream, header.width, header.height, header.k, partial=partial
-        )
+        return context.decode_strips(stream, header.width, header.height, header.k, partial=partial)
     size = header.index_plane_bytes
     data = decompress(stream, header.compression, size, partial=partial)
     if len(data) < size:
         data = data + bytes(size - len(data))
+    _check_padding(data, header)
     return unpack_rows(data, header.width, header.height, header.bit_depth, header.k)
+
+
+def _check_padding(data: bytes, header: Header) -> None:
+    """Section 9, duty 7: the bits that pad each row to a byte must be zero."""
+    pad = 8 * header.row_bytes - header.width * header.bit_depth
+    if pad:
+        last = np.frombuffer(data, np.uint8)[header.row_bytes - 1 :: header.row_bytes]
+        if np.any(last & ((1 << pad) - 1)):
+            raise FormatError("non-zero padding bits at the end of an index row")

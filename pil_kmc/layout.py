@@ -9,14 +9,19 @@ A file is the 8-byte signature followed by chunks. Each chunk is::
     length (u32 BE) | type (4 ASCII letters) | data (length bytes) | CRC-32 (u32 BE)
 
 where the CRC covers type and data, exactly as in PNG.
+
+The container has one reader and one writer: :func:`read` parses a file
+into a :class:`KmcFile` (header, palette, metadata chunks and, at once or
+later through :meth:`KmcFile.read_index`, the index data), and
+:func:`build` writes one. A :class:`Header` records the lowest version that
+defines its compression method unless told otherwise (section 8).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO
 
 SIGNATURE = b"\x89KMC\r\n\x1a\n"
@@ -77,9 +82,12 @@ class Header:
     bit_depth: int
     filter_method: int = FILTER_NONE
     compression: int = ZLIB
-    version: tuple[int, int] = (VERSION_MAJOR, 0)
+    #: Defaults to the lowest version defining the methods used (section 8).
+    version: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.version is None and self.compression in COMPRESSION_SINCE:
+            object.__setattr__(self, "version", version_for(self.compression))
         problem = _header_problem(self)
         if problem:
             raise FormatError(problem)
@@ -135,6 +143,13 @@ def _header_problem(h: Header) -> str | None:
         return f"unknown filter method {h.filter_method}; a newer pil_kmc may read this file"
     if h.compression not in COMPRESSION_NAMES:
         return f"unknown compression method {h.compression}; a newer pil_kmc may read this file"
+    # Section 9, duty 3: a file may use only what its version defines (section 8).
+    if h.version[0] == VERSION_MAJOR and h.version[1] < COMPRESSION_SINCE[h.compression]:
+        since = f"{VERSION_MAJOR}.{COMPRESSION_SINCE[h.compression]}"
+        return (
+            f"version {h.version[0]}.{h.version[1]} file uses compression method "
+            f"{h.compression} ({COMPRESSION_NAMES[h.compression]}), defined since {since}"
+        )
     return None
 
 
@@ -181,99 +196,218 @@ def build(
 
 
 class TruncatedError(FormatError):
-    """The file ended early; ``partial`` holds the bytes that were there."""
-
-    def __init__(self, message: str, partial: bytes = b"") -> None:
-        super().__init__(message)
-        self.partial = partial
+    """The file ended early (section 9, duty 4)."""
 
 
-def _read_exact(fp: IO[bytes], size: int, what: str) -> bytes:
-    """Read ``size`` bytes in bounded blocks, or raise a truncation error."""
-    if size <= _READ_BLOCK:
-        data = fp.read(size)
-    else:
-        blocks = []
-        remaining = size
-        while remaining:
-            block = fp.read(min(remaining, _READ_BLOCK))
-            if not block:
-                break
-            blocks.append(block)
-            remaining -= len(block)
-        data = b"".join(blocks)
-    if len(data) != size:
-        raise TruncatedError(f"file is truncated in {what}", data)
-    return data
+# Section 6a chunks, whose data a reader keeps; every other ancillary chunk
+# is checked and dropped (section 8), so it costs no memory.
+TEXT = b"tEXt"
+KNOWN_ANCILLARY = frozenset((b"iCCP", b"eXIf", b"xMPp", b"pHYs", TEXT))
+# Section 10: bounds on kept ancillary data, after Pillow's PNG reader
+# (MAX_TEXT_CHUNK, MAX_TEXT_MEMORY).
+MAX_TEXT_CHUNK = 1 << 20
+MAX_ANCILLARY_BYTES = 64 << 20
+MAX_ANCILLARY_CHUNKS = 4096
 
 
-def read_chunk(fp: IO[bytes]) -> tuple[bytes, bytes]:
-    """Read one chunk and check its length, type and CRC; returns (type, data)."""
-    head = fp.read(8)
-    if len(head) != 8:
-        raise TruncatedError("file is truncated at a chunk header")
-    length, chunk_type = struct.unpack(">I4s", head)
-    if not chunk_type.isalpha():
-        raise FormatError(f"invalid chunk type {chunk_type!r}")
-    name = chunk_type.decode("ascii")
-    if length > MAX_CHUNK_LENGTH:
-        raise FormatError(f"{name} chunk length {length} exceeds 2**31 - 1")
-    data = _read_exact(fp, length, f"the {name} chunk")
-    crc = fp.read(4)
-    if len(crc) != 4:
-        raise TruncatedError(f"file is truncated in the {name} chunk's CRC", data)
-    if struct.unpack(">I", crc)[0] != zlib.crc32(data, zlib.crc32(chunk_type)):
-        raise FormatError(f"CRC mismatch in the {name} chunk: the file is corrupt")
-    return chunk_type, data
+@dataclass(frozen=True)
+class IndexData:
+    """What follows the palette: the index stream and the chunks after it."""
+
+    stream: bytes  # the data of the consecutive KIDX chunks, joined
+    ancillary: list[tuple[bytes, bytes]]  # section 6a chunks after the index data
+    truncated: bool = False  # the file ended early (only when read with ``partial``)
 
 
-@dataclass
-class Head:
-    """What a reader learns before the index data: header, palette, metadata."""
+@dataclass(frozen=True)
+class KmcFile:
+    """A parsed container: header, palette, metadata and (once read) the index data."""
 
     header: Header
     palette: bytes
-    ancillary: list[tuple[bytes, bytes]]
+    ancillary: list[tuple[bytes, bytes]]  # section 6a chunks before the index data
+    skipped: list[bytes]  # types of the unknown ancillary chunks (checked, not kept)
     index_offset: int  # file offset of the first KIDX chunk
+    index: IndexData | None = None
+
+    def read_index(self, fp: IO[bytes], *, partial: bool = False) -> IndexData:
+        """Read from the first KIDX chunk (``fp`` positioned there) to the end of the file.
+
+        With ``partial`` (Pillow's ``LOAD_TRUNCATED_IMAGES``), a file that
+        ends early gives the index bytes read so far, never bytes of a later
+        chunk, and ``truncated`` set; other errors are raised as always.
+        """
+        reader = _Chunks(fp, kept_bytes=sum(len(d) for _, d in self.ancillary))
+        reader.kept_chunks = len(self.ancillary)
+        return reader.index_data(partial)
 
 
-def read_head(fp: IO[bytes]) -> Head:
-    """Read the signature and every chunk up to (not including) the first KIDX.
+class _Chunks:
+    """A cursor over a file's chunks that enforces sections 2, 9 and 10 as it goes."""
 
-    Raises :class:`SyntaxError` if the signature is wrong (not a ``.kmc``
-    file at all) and :class:`FormatError` if it is a broken one.
+    def __init__(self, fp: IO[bytes], kept_bytes: int = 0) -> None:
+        self.fp = fp
+        self.kept_bytes = kept_bytes
+        self.kept_chunks = 0
+
+    def next_head(self) -> tuple[int, bytes]:
+        """The next chunk's length and type, checked (section 9, duty 4)."""
+        head = self.fp.read(8)
+        if len(head) != 8:
+            raise TruncatedError("file is truncated at a chunk header")
+        length, chunk_type = _CHUNK_HEAD.unpack(head)
+        if not chunk_type.isalpha():
+            raise FormatError(f"invalid chunk type {chunk_type!r}")
+        if length > MAX_CHUNK_LENGTH:
+            raise FormatError(f"{chunk_type.decode()} chunk length {length} exceeds 2**31 - 1")
+        return length, chunk_type
+
+    def data(self, length: int, chunk_type: bytes, keep: bool = True, got=None) -> bytes:
+        """The chunk's data (in bounded blocks) after checking its CRC.
+
+        Without ``keep`` the data is checked block by block and dropped. A
+        file that ends early raises :class:`TruncatedError`; the bytes read
+        so far are appended to the list ``got`` first when one is given.
+        """
+        if length <= _READ_BLOCK:  # the common case: data and CRC in one read
+            block = self.fp.read(length + 4)
+            if len(block) == length + 4:
+                data = block[:length]
+                if int.from_bytes(block[length:], "big") != zlib.crc32(
+                    data, zlib.crc32(chunk_type)
+                ):
+                    raise FormatError(
+                        f"CRC mismatch in the {chunk_type.decode()} chunk: the file is corrupt"
+                    )
+                return data if keep else b""
+            if got is not None:
+                got.append(block[:length])
+            where = "chunk" if len(block) < length else "chunk's CRC"
+            raise TruncatedError(f"file is truncated in the {chunk_type.decode()} {where}")
+        name = chunk_type.decode()
+        crc = zlib.crc32(chunk_type)
+        blocks = []
+        remaining = length
+        while remaining:
+            block = self.fp.read(min(remaining, _READ_BLOCK))
+            if not block:
+                break
+            crc = zlib.crc32(block, crc)
+            remaining -= len(block)
+            if keep:
+                blocks.append(block)
+        data = b"".join(blocks)
+        if remaining:
+            if got is not None:
+                got.append(data)
+            raise TruncatedError(f"file is truncated in the {name} chunk")
+        stored = self.fp.read(4)
+        if len(stored) != 4:
+            if got is not None:
+                got.append(data)
+            raise TruncatedError(f"file is truncated in the {name} chunk's CRC")
+        if int.from_bytes(stored, "big") != crc:
+            raise FormatError(f"CRC mismatch in the {name} chunk: the file is corrupt")
+        return data
+
+    def ancillary(self, length: int, chunk_type: bytes, kept: list, skipped: list | None) -> None:
+        """An ancillary chunk: a section 6a one is kept within section 10's bounds."""
+        if chunk_type not in KNOWN_ANCILLARY:
+            self.data(length, chunk_type, keep=False)
+            if skipped is not None:
+                skipped.append(chunk_type)
+            return
+        name = chunk_type.decode()
+        if chunk_type == TEXT and length > MAX_TEXT_CHUNK:
+            raise FormatError(f"{name} chunk of {length} bytes exceeds {MAX_TEXT_CHUNK} bytes")
+        self.kept_bytes += length
+        self.kept_chunks += 1
+        if self.kept_bytes > MAX_ANCILLARY_BYTES:
+            raise FormatError(f"ancillary chunks exceed {MAX_ANCILLARY_BYTES} bytes in all")
+        if self.kept_chunks > MAX_ANCILLARY_CHUNKS:
+            raise FormatError(f"more than {MAX_ANCILLARY_CHUNKS} metadata chunks")
+        kept.append((chunk_type, self.data(length, chunk_type)))
+
+    def index_data(self, partial: bool) -> IndexData:
+        """Section 2's ``KIDX+ ancillary* KEND``, then the end of the file."""
+        parts: list[bytes] = []
+        kept: list[tuple[bytes, bytes]] = []
+        in_index = True
+        try:
+            length, chunk_type = self.next_head()
+            if chunk_type != KIDX:
+                raise FormatError("expected a KIDX chunk")
+            while True:
+                if chunk_type == KIDX and in_index:
+                    parts.append(self.data(length, chunk_type, got=parts))
+                elif chunk_type == KEND:
+                    if length:
+                        raise FormatError("KEND chunk must be empty")
+                    self.data(0, chunk_type)
+                    break
+                elif is_critical(chunk_type):
+                    raise FormatError(_misplaced(chunk_type))
+                else:
+                    in_index = False
+                    self.ancillary(length, chunk_type, kept, None)
+                length, chunk_type = self.next_head()
+        except TruncatedError:
+            if not partial:
+                raise
+            return IndexData(b"".join(parts), kept, truncated=True)
+        if self.fp.read(1):
+            raise FormatError("trailing data after the KEND chunk")
+        return IndexData(b"".join(parts), kept)
+
+
+_CHUNK_HEAD = struct.Struct(">I4s")
+
+
+def read(fp: IO[bytes], *, index: bool = True, partial: bool = False) -> KmcFile:
+    """Read a ``.kmc`` file: signature, chunks, and with ``index`` the index data.
+
+    Without ``index`` it stops at the first KIDX chunk (``index_offset``),
+    which :meth:`KmcFile.read_index` reads later. Raises :class:`SyntaxError`
+    if the signature is wrong (not a ``.kmc`` file at all) and
+    :class:`FormatError` (an ``OSError``) if it is a broken one (section 9).
     """
     if fp.read(len(SIGNATURE)) != SIGNATURE:
         raise SyntaxError("not a KMC file")
-    chunk_type, data = read_chunk(fp)
+    chunks = _Chunks(fp)
+    length, chunk_type = chunks.next_head()
     if chunk_type != KHDR:
         raise FormatError("the first chunk must be KHDR")
-    header = Header.unpack(data)
+    if length != HEADER_LENGTH:
+        raise FormatError(f"KHDR chunk must be {HEADER_LENGTH} bytes, not {length}")
+    header = Header.unpack(chunks.data(length, chunk_type))
     palette = None
     ancillary: list[tuple[bytes, bytes]] = []
+    skipped: list[bytes] = []
     while True:
         offset = fp.tell()
-        next_type = fp.read(8)[4:]
-        fp.seek(offset)
-        if next_type == KIDX:
+        length, chunk_type = chunks.next_head()
+        if chunk_type == KIDX:
             break
-        chunk_type, data = read_chunk(fp)
         if chunk_type == KPAL:
             if palette is not None:
                 raise FormatError("duplicate KPAL chunk")
-            if len(data) != header.k * header.channels:
+            if length != header.k * header.channels:
                 raise FormatError(
-                    f"KPAL holds {len(data)} bytes, expected k * channels = "
+                    f"KPAL holds {length} bytes, expected k * channels = "
                     f"{header.k * header.channels}"
                 )
-            palette = data
+            palette = chunks.data(length, chunk_type)
         elif is_critical(chunk_type):
             raise FormatError(_misplaced(chunk_type))
         else:
-            ancillary.append((chunk_type, data))
+            chunks.ancillary(length, chunk_type, ancillary, skipped)
     if palette is None:
         raise FormatError("missing KPAL chunk before KIDX")
-    return Head(header, palette, ancillary, offset)
+    kmc = KmcFile(header, palette, ancillary, skipped, offset)
+    if not index:
+        return kmc
+    fp.seek(offset)
+    return replace(kmc, index=kmc.read_index(fp, partial=partial))
 
 
 def _misplaced(chunk_type: bytes) -> str:
@@ -281,29 +415,3 @@ def _misplaced(chunk_type: bytes) -> str:
     if chunk_type in (KHDR, KPAL, KIDX, KEND):
         return f"misplaced or duplicate {name} chunk"
     return f"unknown critical chunk {name}; a newer pil_kmc may read this file"
-
-
-def iter_index_stream(fp: IO[bytes]) -> Iterator[bytes]:
-    """Yield the data of consecutive KIDX chunks, then check the file's end.
-
-    ``fp`` must be positioned at the first KIDX chunk. After the last KIDX
-    come only ancillary chunks and KEND, and nothing after KEND.
-    """
-    chunk_type, data = read_chunk(fp)
-    if chunk_type != KIDX:
-        raise FormatError("expected a KIDX chunk")
-    yield data
-    while True:
-        chunk_type, data = read_chunk(fp)
-        if chunk_type == KIDX:
-            yield data
-            continue
-        break
-    while chunk_type != KEND:
-        if is_critical(chunk_type):
-            raise FormatError(_misplaced(chunk_type))
-        chunk_type, data = read_chunk(fp)
-    if data:
-        raise FormatError("KEND chunk must be empty")
-    if fp.read(1):
-        raise FormatError("trailing data after the KEND chunk")

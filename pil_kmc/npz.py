@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import lzma
 import os
 import zipfile
 import zlib
@@ -65,6 +66,11 @@ class Layout:
 
 def _member(zf: zipfile.ZipFile, name: str):
     """Open a member and parse its .npy header: (stream, shape, fortran, dtype)."""
+    compression = zf.getinfo(name).compress_type
+    if compression not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # Appendix A: stored or deflated only, so no other decompressor (and
+        # its memory, such as an LZMA dictionary the member names) is used.
+        raise OSError(f"{name} uses zip compression {compression}, not stored or deflated")
     stream = zf.open(name)
     try:
         version = npy.read_magic(stream)
@@ -138,6 +144,7 @@ _ZIP_ERRORS = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
     zlib.error,
+    lzma.LZMAError,
     EOFError,
     NotImplementedError,
     RuntimeError,
@@ -201,15 +208,17 @@ def decode(arrays: Arrays) -> np.ndarray:
 
 
 def _read_kmc(fp: IO[bytes]) -> Arrays:
-    head = layout.read_head(fp)
-    stream = b"".join(layout.iter_index_stream(fp))
-    header = head.header
-    palette = np.frombuffer(head.palette, np.uint8).reshape(header.k, header.channels)
-    return Arrays(codec.decode(stream, header), palette)
+    kmc = layout.read(fp)
+    header = kmc.header
+    palette = np.frombuffer(kmc.palette, np.uint8).reshape(header.k, header.channels)
+    return Arrays(codec.decode(kmc.index.stream, header), palette)
 
 
 def kmc_bytes(arrays: Arrays, compression: int = layout.XZ) -> bytes:
-    """A ``.kmc`` file holding exactly these palette and indices."""
+    """A ``.kmc`` file holding exactly these palette and indices.
+
+    The version recorded is the lowest that defines ``compression``.
+    """
     h, w, c = arrays.shape
     k = len(arrays.palette)
     header = layout.Header(w, h, c, k, layout.bit_depth_for(k), compression=compression)

@@ -8,6 +8,8 @@ import, so that ``import pil_kmc`` stays as cheap as a Pillow plugin.
 
 from __future__ import annotations
 
+import io
+import struct
 from typing import IO
 
 from PIL import Image, ImageFile, ImagePalette
@@ -32,22 +34,37 @@ class KmcImageFile(ImageFile.ImageFile):
     is_animated = False
 
     def _open(self) -> None:
-        assert self.fp is not None
-        head = layout.read_head(self.fp)
-        header = head.header
+        if self.fp is None:
+            raise OSError("no file to read")
+        kmc = layout.read(self.fp, index=False)
+        header = kmc.header
+        self._kmc = kmc
         self._size = (header.width, header.height)
         self._mode = _opened_mode(header.channels)
         transparency = None
         if self._mode == "P":
-            self.palette, transparency = _palette(header.channels, head.palette)
-        self.info.update(metadata.from_chunks(head.ancillary))
+            self.palette, transparency = _palette(header.channels, kmc.palette)
+        self.info.update(metadata.from_chunks(kmc.ancillary))
         # The alpha is the palette's: a tEXt keyword may not pose as it.
         self.info.pop("transparency", None)
         if transparency is not None:
             self.info["transparency"] = transparency
-        self.tile = [
-            ImageFile._Tile(FORMAT, (0, 0, *self._size), head.index_offset, (header, head.palette))
-        ]
+        #: Every tEXt entry, also those whose keyword names another ``info`` key.
+        self.text = metadata.text_of(kmc.ancillary)
+        self.tile = [ImageFile._Tile(FORMAT, (0, 0, *self._size), kmc.index_offset, (kmc,))]
+
+    def verify(self) -> None:
+        """Check every chunk's CRC and the chunk structure to the end, without decoding.
+
+        Like PNG's ``verify()``: call it directly after opening; it raises
+        ``OSError`` for a broken or truncated file and then closes the file.
+        """
+        if self.fp is None:
+            raise RuntimeError("verify must be called directly after open")
+        self.fp.seek(self._kmc.index_offset)
+        tail = self._kmc.read_index(self.fp)
+        metadata.from_chunks(self._kmc.ancillary + tail.ancillary)
+        super().verify()
 
 
 def _opened_mode(channels: int) -> str:
@@ -73,34 +90,71 @@ def _palette(channels: int, data: bytes) -> tuple[ImagePalette.ImagePalette, int
     return ImagePalette.raw("RGB", data), transparency
 
 
-class KmcDecoder(ImageFile.PyDecoder):
-    """Reads the KIDX chunks and KEND, checks them and hands Pillow raw pixels."""
+class _Incremental(ImageFile.PyDecoder):
+    """A decoder that reads its file itself or, fed by ``ImageFile.Parser``, buffers it.
+
+    Fed data (no file) is kept and decoded as a whole when it may be
+    complete: it ends like a file, it has doubled since the last try (so
+    feeding stays linear), or nothing was fed (as ``Parser.close()`` does).
+    A try that finds the data cut short waits for more, and ``close()``
+    then reports the image as incomplete (``OSError``), as for PNG; any
+    other error is final and raised at once.
+    """
 
     _pulls_fd = True
+    _fed: bytearray | None = None
+    _tried = 0
 
     def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        if self.fd is not None:
+            self._decode(self.fd, bool(ImageFile.LOAD_TRUNCATED_IMAGES))
+            return -1, 0
+        data = bytes(buffer)
+        if self._fed is None:
+            self._fed = bytearray()
+        self._fed += data
+        if data and not self._ends(self._fed) and len(self._fed) < 2 * self._tried:
+            return len(data), 0
+        self._tried = len(self._fed)
+        try:
+            self._decode(io.BytesIO(bytes(self._fed)), False)
+        except layout.TruncatedError:
+            return len(data), 0
+        self._fed = None
+        return -1, 0
+
+    def _ends(self, data: bytearray) -> bool:
+        return False
+
+    def _decode(self, fp: IO[bytes], partial: bool) -> None:
+        raise NotImplementedError
+
+
+_KEND = layout.chunk(layout.KEND, b"")
+
+
+class KmcDecoder(_Incremental):
+    """Reads the KIDX chunks and KEND, checks them and hands Pillow raw pixels."""
+
+    def _ends(self, data: bytearray) -> bool:
+        return data.endswith(_KEND)
+
+    def _decode(self, fp: IO[bytes], partial: bool) -> None:
         import numpy as np
 
         from . import codec
 
-        assert self.fd is not None
-        header, palette = self.args
-        parts: list[bytes] = []
-        truncated = False
-        try:
-            for part in layout.iter_index_stream(self.fd):
-                parts.append(part)
-        except layout.TruncatedError as e:
-            if not ImageFile.LOAD_TRUNCATED_IMAGES:
-                raise
-            parts.append(e.partial)
-            truncated = True
-        indices = codec.decode(b"".join(parts), header, partial=truncated)
+        (kmc,) = self.args
+        header = kmc.header
+        tail = kmc.read_index(fp, partial=partial)
+        # Section 6a chunks after the index data obey the same rules (section 9).
+        metadata.from_chunks(kmc.ancillary + tail.ancillary)
+        indices = codec.decode(tail.stream, header, partial=tail.truncated)
         if header.channels <= layout.GRAY_ALPHA:  # opened as L or LA: look colours up
-            table = np.frombuffer(palette, np.uint8).reshape(header.k, header.channels)
+            table = np.frombuffer(kmc.palette, np.uint8).reshape(header.k, header.channels)
             indices = table[indices]
-        self.set_as_raw(indices.tobytes())
-        return -1, 0
+        # A view, not a copy: the decoded plane is not held twice.
+        self.set_as_raw(memoryview(np.ascontiguousarray(indices)).cast("B"))
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
@@ -120,8 +174,49 @@ def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 
 def _accept_npz(prefix: bytes) -> bool:
-    # Any zip archive; _open then checks for exactly the three arrays.
+    # Any zip archive; _open then takes a bounded look for the three arrays.
     return prefix.startswith(b"PK\x03\x04")
+
+
+# The zip structures of the .npz layout (appendix A): a local file header
+# (30 bytes, then the name) and the end of central directory record (22
+# bytes, then a comment of up to 65,535 bytes).
+_LOCAL = struct.Struct("<4s2xHH16xH2x")
+_END = b"PK\x05\x06"
+_MAX_DIRECTORY = 1 << 16
+
+
+def _npz_problem(fp: IO[bytes]) -> str | None:
+    """Why a zip archive is not the ``.npz`` layout, from a bounded look, or None.
+
+    Reads the first local header and at most the last 64 KiB (the end of
+    central directory record), never the whole directory, so that any zip
+    that is not the layout is turned away in constant time (appendix A).
+    """
+    fp.seek(0)
+    head = fp.read(_LOCAL.size)
+    if len(head) != _LOCAL.size:
+        return "truncated zip archive"
+    magic, _flags, method, name_length = _LOCAL.unpack(head)
+    if fp.read(name_length).decode("latin-1") not in _NPZ_MEMBERS:
+        return "not the k-means .npz layout (first member is not an array of it)"
+    if method not in (0, 8):
+        return f"zip member compression {method}: the layout's members are stored or deflated"
+    size = fp.seek(0, 2)
+    tail_length = min(size, 22 + 65535)
+    fp.seek(size - tail_length)
+    tail = fp.read(tail_length)
+    at = tail.rfind(_END)
+    if at < 0 or len(tail) < at + 22:
+        return "not a zip archive (no end of central directory)"
+    entries, directory = struct.unpack_from("<HI", tail, at + 10)
+    if entries != len(_NPZ_MEMBERS) or directory > _MAX_DIRECTORY:
+        return f"not the k-means .npz layout ({entries} members)"
+    fp.seek(0)
+    return None
+
+
+_NPZ_MEMBERS = ("array1.npy", "array2.npy", "array3.npy")
 
 
 class KmcNpzImageFile(ImageFile.ImageFile):
@@ -133,9 +228,14 @@ class KmcNpzImageFile(ImageFile.ImageFile):
     is_animated = False
 
     def _open(self) -> None:
+        if self.fp is None:
+            raise OSError("no file to read")
+        problem = _npz_problem(self.fp)
+        if problem:
+            raise SyntaxError(problem)
+
         from . import npz
 
-        assert self.fp is not None
         try:
             head = npz.read_header(self.fp)
         except npz.NotNpzLayout as e:
@@ -149,19 +249,21 @@ class KmcNpzImageFile(ImageFile.ImageFile):
         self.tile = [ImageFile._Tile(NPZ_FORMAT, (0, 0, *self._size), 0, ())]
 
 
-class KmcNpzDecoder(ImageFile.PyDecoder):
-    _pulls_fd = True
+class KmcNpzDecoder(_Incremental):
+    def _decode(self, fp: IO[bytes], partial: bool) -> None:
+        import numpy as np
 
-    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
         from . import npz
 
-        assert self.fd is not None
-        arrays = npz.read(self.fd)
+        try:
+            arrays = npz.read(fp)
+        except npz.NotNpzLayout as e:  # the file changed since it was opened
+            raise OSError(str(e)) from None
         if arrays.shape[:2] != (self.state.ysize, self.state.xsize):
             raise OSError("npz arrays changed while reading")
         pixels = npz.decode(arrays) if arrays.shape[2] <= layout.GRAY_ALPHA else arrays.indices
-        self.set_as_raw(pixels.tobytes())
-        return -1, 0
+        pixels = np.ascontiguousarray(pixels)
+        self.set_as_raw(memoryview(pixels).cast("B"))
 
 
 def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:

@@ -152,9 +152,9 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for name, w, h, channels, k, compression, ancillary in VARIANTS:
-        version = layout.version_for(compression)
         depth = layout.bit_depth_for(k)
-        header = layout.Header(w, h, channels, k, depth, compression=compression, version=version)
+        # layout.Header records the version that defines the method (spec section 8).
+        header = layout.Header(w, h, channels, k, depth, compression=compression)
         indices, pal = plane(w, h, k, blocks="blocks" in name), palette(k, channels)
         data = layout.build(header, pal.tobytes(), index_stream(name, indices, header), ancillary)
         (OUT / f"{name}.kmc").write_bytes(data)

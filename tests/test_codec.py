@@ -117,7 +117,7 @@ def test_long_xz_input_becomes_concatenated_streams_that_decode(monkeypatch):
 def xz_dictionary_sizes(stream: bytes) -> list[int]:
     """The LZMA2 dictionary size of each xz stream, from its block header (xz spec 3.1)."""
     sizes = []
-    for start, end, _ in codec._xz_streams(stream):
+    for start, end, *_ in codec._xz_streams(stream):
         block = stream[start + 12 : end]  # after the 12-byte stream header
         assert block[2] == 0x21 and block[3] == 1  # one filter, LZMA2, one property byte
         bits = block[4]

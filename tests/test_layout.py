@@ -21,9 +21,8 @@ def a_file(**fields) -> bytes:
 
 
 def read_all(data: bytes):
-    fp = io.BytesIO(data)
-    head = layout.read_head(fp)
-    return head, b"".join(layout.iter_index_stream(fp))
+    kmc = layout.read(io.BytesIO(data))
+    return kmc, kmc.index.stream
 
 
 def chunks_of(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -124,7 +123,7 @@ def test_unknown_ancillary_chunks_are_skipped_and_critical_ones_refused():
     ancillary, late = [(b"zzZz", b"anything")], [(b"qqQq", b"")]
     extra = rebuild(chunks[:1] + ancillary + chunks[1:3] + late + chunks[3:])
     head, stream = read_all(extra)
-    assert head.ancillary == [(b"zzZz", b"anything")] and stream == b"stream"
+    assert head.skipped == [b"zzZz"] and head.ancillary == [] and stream == b"stream"
     critical = rebuild(chunks[:1] + [(b"ZZzz", b"")] + chunks[1:])
     with pytest.raises(FormatError, match="unknown critical chunk ZZzz"):
         read_all(critical)
@@ -179,3 +178,57 @@ def test_length_above_limit_is_refused():
 def test_chunk_type_must_be_letters():
     with pytest.raises(ValueError):
         layout.chunk(b"K1DX", b"")
+
+
+def test_one_reader_reads_the_whole_container():
+    # Issue 17 item 1: layout.read is the one reader (plugin, npz, CLI, scripts).
+    chunks = chunks_of(a_file())
+    text, late = (b"tEXt", b"k\0v"), (b"tEXt", b"after\0x")
+    data = rebuild(chunks[:1] + [text, (b"zzZz", b"?")] + chunks[1:3] + [late] + chunks[3:])
+    kmc = layout.read(io.BytesIO(data))
+    assert kmc.ancillary == [text] and kmc.skipped == [b"zzZz"]
+    assert kmc.index == layout.IndexData(b"stream", [late])
+    head = layout.read(io.BytesIO(data), index=False)
+    assert head.index is None and data[head.index_offset + 4 : head.index_offset + 8] == b"KIDX"
+    fp = io.BytesIO(data)
+    fp.seek(head.index_offset)
+    assert head.read_index(fp) == kmc.index
+
+
+def test_the_writer_records_the_version_of_the_method_used():
+    # Issue 17 item 1: no default of 1.0 that lets a 1.0 file carry method 4.
+    for method, since in layout.COMPRESSION_SINCE.items():
+        header = Header(3, 2, 3, 2, 1, compression=method)
+        assert header.version == (1, since)
+        assert layout.read(io.BytesIO(layout.build(header, bytes(6), b"x"))).header == header
+    with pytest.raises(FormatError, match="defined since 1.1"):
+        Header(3, 2, 3, 2, 1, compression=layout.CONTEXT, version=(1, 0))
+
+
+def test_partial_reading_keeps_only_index_bytes():
+    chunks = chunks_of(a_file())
+    data = rebuild(chunks[:3] + [(b"zzZz", b"0123456789")] + chunks[3:])
+    for cut, stream in [(data.index(b"zzZz") + 6, b"stream"), (data.index(b"stream") + 3, b"str")]:
+        kmc = layout.read(io.BytesIO(data[:cut]), partial=True)
+        assert kmc.index.truncated and kmc.index.stream == stream
+        with pytest.raises(layout.TruncatedError):
+            layout.read(io.BytesIO(data[:cut]))
+
+
+def test_a_broken_chunk_is_an_error_even_when_partial():
+    data = bytearray(a_file())
+    data[data.index(b"stream")] ^= 1
+    with pytest.raises(FormatError, match="CRC"):
+        layout.read(io.BytesIO(bytes(data)), partial=True)
+
+
+def test_chunk_lengths_are_checked_by_what_follows_them():
+    # Spec section 10: the length is not under the CRC; a changed length is
+    # caught as a CRC mismatch, a bad chunk type or a truncation.
+    data = a_file()
+    kidx = data.index(b"KIDX") - 4
+    for delta in (-3, -1, 1, 2, 5):
+        length = int.from_bytes(data[kidx : kidx + 4], "big") + delta
+        broken = data[:kidx] + length.to_bytes(4, "big") + data[kidx + 4 :]
+        with pytest.raises(FormatError):
+            read_all(broken)

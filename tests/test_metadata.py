@@ -101,3 +101,77 @@ def test_icc_bomb_is_refused():
 def test_metadata_chunks_are_ancillary():
     for kind in (metadata.ICCP, metadata.EXIF, metadata.XMP, metadata.PHYS, metadata.TEXT):
         assert not layout.is_critical(kind)
+
+
+def png_with(*chunks: tuple[bytes, bytes]) -> Image.Image:
+    """A PNG whose extra chunks Pillow's own reader turns into ``info``."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 3), "teal").save(buffer, "PNG")
+    data = buffer.getvalue()
+    extra = b"".join(
+        len(d).to_bytes(4, "big") + t + d + zlib.crc32(t + d).to_bytes(4, "big") for t, d in chunks
+    )
+    return Image.open(io.BytesIO(data[:33] + extra + data[33:]))
+
+
+@pytest.mark.parametrize("text", [b"72", b"300", b"x"])
+def test_a_png_text_chunk_named_dpi_is_not_taken_for_dpi(text):
+    # Issue 15 item 11: tEXt dpi=72 became dpi (7.01, 2.01); dpi=300 made the save raise.
+    im = png_with((b"tEXt", b"dpi\0" + text))
+    assert im.info["dpi"] == text.decode()  # Pillow's PNG reader puts it there
+    assert "dpi" not in round_trip(im).info
+
+
+def test_a_png_phys_of_zero_does_not_break_the_save():
+    im = png_with((b"pHYs", bytes(8) + b"\1"))
+    assert im.info["dpi"] == (0, 0)
+    assert "dpi" not in round_trip(im).info
+    with pytest.raises(ValueError, match="dpi out of range"):
+        round_trip(Image.new("RGB", (2, 2)), dpi=(0, 0))
+    with pytest.raises(ValueError, match="pair of numbers"):
+        round_trip(Image.new("RGB", (2, 2)), dpi="72")
+
+
+def test_text_never_overwrites_another_info_key():
+    # Issue 15 item 11: tEXt icc_profile, exif or transparency replaced those keys.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    text = {"icc_profile": "x", "exif": "y", "transparency": "0", "dpi": "1", "Title": "t"}
+    im = round_trip(Image.new("RGB", (3, 2)), icc_profile=profile, exif=exif, text=text)
+    assert im.info["icc_profile"] == profile
+    assert im.getexif()[0x0112] == 6
+    assert "transparency" not in im.info and im.info["Title"] == "t"
+    assert im.text == text
+    im.convert("RGBA")
+
+
+@pytest.mark.parametrize(
+    "chunks, message",
+    [
+        ([(metadata.EXIF, b"Exif\0\0MM\0*")], "TIFF header"),
+        ([(metadata.EXIF, b"garbage")], "TIFF header"),
+        ([(metadata.XMP, b"<x>\xff</x>")], "xMPp chunk is not UTF-8"),
+        ([(metadata.PHYS, bytes(8) + b"\1")], "at least 1 pixel"),
+        ([(metadata.PHYS, b"\0\0\0\1" + bytes(4) + b"\1")], "at least 1 pixel"),
+        ([(metadata.TEXT, b"k\0a"), (metadata.TEXT, b"k\0b")], "appears twice"),
+        ([(metadata.TEXT, b"\xff\0a")], "UTF-8"),
+        ([(metadata.TEXT, b"\0a")], "1 to 79"),
+        ([(metadata.TEXT, b"k" * 80 + b"\0a")], "1 to 79"),
+    ],
+)
+def test_section_6a_rules_are_a_readers_duties(chunks, message):
+    # Issue 15 item 12: malformed eXIf and xMPp, repeated keywords and pHYs 0 were accepted.
+    with pytest.raises(FormatError, match=message):
+        metadata.from_chunks(chunks)
+
+
+def test_valid_exif_xmp_and_text_pass():
+    info = metadata.from_chunks(
+        [
+            (metadata.EXIF, b"II*\0" + bytes(4)),
+            (metadata.XMP, "<é/>".encode()),
+            (metadata.TEXT, "clé\0valeur".encode()),
+        ]
+    )
+    assert info == {"exif": b"Exif\0\0II*\0" + bytes(4), "xmp": "<é/>".encode(), "clé": "valeur"}

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 import pil_kmc  # noqa: F401
-from pil_kmc import npz
+from pil_kmc import layout, npz
 
 
 def npz_bytes(**arrays) -> bytes:
@@ -181,3 +182,91 @@ def test_damaged_member_is_an_os_error():
         npz.read(io.BytesIO(bytes(data)))
     with pytest.raises(OSError):
         Image.open(io.BytesIO(bytes(data))).load()
+
+
+class CountingReader(io.BytesIO):
+    """A file that counts the bytes read from it."""
+
+    read_bytes = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.read_bytes += len(data)
+        return data
+
+
+def many_entries_zip(entries: int, first: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(first, b"")
+        for i in range(entries - 1):
+            zf.writestr(f"{i}", b"")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("first", ["array1.npy", "other.txt"])
+def test_the_npz_opener_decides_from_a_bounded_look(first):
+    # Issue 15 item 6: a zip of a million entries cost 9.5 s and 549 MB before
+    # UnidentifiedImageError; the opener reads the first local header and the
+    # end of central directory record only, whatever the number of entries.
+    data = many_entries_zip(20_000, first)
+    assert len(data) > 1_000_000
+    fp = CountingReader(data)
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(fp)
+    assert fp.read_bytes < 70_000
+
+
+def test_the_npz_opener_turns_away_a_large_zip_quickly():
+    data = many_entries_zip(20_000, "array1.npy")
+    start = time.perf_counter()
+    for _ in range(10):
+        with pytest.raises(UnidentifiedImageError):
+            Image.open(io.BytesIO(data))
+    assert (time.perf_counter() - start) / 10 < 0.05
+
+
+def test_members_must_be_stored_or_deflated():
+    # Appendix A: no other zip compression (an LZMA member names its own dictionary).
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_BZIP2) as zf:
+        for name, array in valid().items():
+            member = io.BytesIO()
+            np.save(member, array)
+            zf.writestr(name + ".npy", member.getvalue())
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(buffer.getvalue()))
+    with pytest.raises(OSError, match="not stored or deflated"):
+        npz.read(io.BytesIO(buffer.getvalue()))
+
+
+def test_kmc_bytes_records_the_version_of_its_method():
+    # Issue 15 item 12 / issue 17 item 1: kmc_bytes(..., CONTEXT) wrote a 1.0 file.
+    arrays = npz.Arrays(np.zeros((3, 4), np.uint8), np.zeros((2, 3), np.uint8))
+    for method in (layout.XZ, layout.CONTEXT):
+        kmc = layout.read(io.BytesIO(npz.kmc_bytes(arrays, method)))
+        assert kmc.header.version == layout.version_for(method)
+        assert Image.open(io.BytesIO(npz.kmc_bytes(arrays, method))).size == (4, 3)
+
+
+def test_npz_parser_feeding_works():
+    data = npz_bytes(**valid())
+    parser = ImageFile.Parser()
+    for i in range(0, len(data), 50):
+        parser.feed(data[i : i + 50])
+    im = parser.close()
+    assert im.tobytes() == Image.open(io.BytesIO(data)).tobytes()
+
+
+def test_npz_parser_fed_a_file_that_grows_past_its_end_raises_os_error():
+    # Found by bench/fuzz.py: a span copied into the end record; the parser
+    # opens the archive from its first bytes, and reading the whole then
+    # said "not a zip archive" as a ValueError.
+    data = npz_bytes(**valid())
+    grown = data[:-2] + data[-54:-2] + data[-2:]
+    parser = ImageFile.Parser()
+    parser.feed(grown[: len(data) + 5])  # an archive already, to zipfile
+    assert parser.image is not None
+    with pytest.raises(OSError):
+        parser.feed(grown[len(data) + 5 :])
+        parser.close()

@@ -47,11 +47,10 @@ def stored(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """The KPAL (k, C) and the index plane of a .kmc file."""
     from pil_kmc import codec, layout
 
-    head = layout.read_head(io.BytesIO(data))
-    h = head.header
-    palette = np.frombuffer(head.palette, np.uint8).reshape(h.k, h.channels)
-    stream = b"".join(layout.iter_index_stream(io.BytesIO(data[head.index_offset :])))
-    return palette, codec.decode(stream, h)
+    kmc = layout.read(io.BytesIO(data))
+    h = kmc.header
+    palette = np.frombuffer(kmc.palette, np.uint8).reshape(h.k, h.channels)
+    return palette, codec.decode(kmc.index.stream, h)
 
 
 def photo(w: int = 64, h: int = 48, shift: int = 0) -> np.ndarray:

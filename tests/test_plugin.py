@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -349,3 +350,80 @@ def test_original_reconstruction_is_stored_losslessly_at_100_clusters(seed_dir):
         out = reopen(data)
         assert np.array_equal(np.asarray(out.convert("RGB")), np.asarray(photo))
         assert len(data) <= limit
+
+
+def a_kmc_file(compression: str = "xz") -> bytes:
+    rng = np.random.default_rng(4)
+    im = Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8))
+    return save(im, clusters=20, compression=compression)
+
+
+@pytest.mark.parametrize("compression", ["stored", "xz", "context"])
+def test_verify_checks_every_crc_without_decoding(compression, monkeypatch):
+    # Issue 15 item 8: a flipped byte in the index data passed verify().
+    data = a_kmc_file(compression)
+    from pil_kmc import codec
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("verify() must not decode pixels")
+
+    monkeypatch.setattr(codec, "decode", no_decoding)
+    Image.open(io.BytesIO(data)).verify()
+    kidx = data.index(b"KIDX")
+    for offset in (kidx + 10, len(data) - 14, len(data) - 2):
+        broken = bytearray(data)
+        broken[offset] ^= 0x04
+        im = Image.open(io.BytesIO(bytes(broken)))
+        with pytest.raises(OSError):
+            im.verify()
+    with pytest.raises(OSError, match="truncated"):
+        Image.open(io.BytesIO(data[:-3])).verify()
+    with pytest.raises(OSError, match="trailing data"):
+        Image.open(io.BytesIO(data + b"x")).verify()
+
+
+def test_verify_must_come_directly_after_open():
+    im = Image.open(io.BytesIO(a_kmc_file()))
+    im.verify()
+    with pytest.raises(RuntimeError):
+        im.verify()
+
+
+@pytest.mark.parametrize("compression", ["zlib", "xz", "context"])
+@pytest.mark.parametrize("step", [1, 7, 4096])
+def test_incremental_parser_gives_the_same_image(compression, step):
+    # Issue 15 item 9: ImageFile.Parser raised a bare AssertionError.
+    data = a_kmc_file(compression)
+    parser = ImageFile.Parser()
+    for i in range(0, len(data), step):
+        parser.feed(data[i : i + step])
+    im = parser.close()
+    assert im.tobytes() == reopen(data).tobytes()
+    assert im.getpalette() == reopen(data).getpalette()
+
+
+def test_incremental_parser_of_a_broken_file_raises_a_clear_os_error():
+    data = a_kmc_file()
+    for broken in (data[:-20], data[:-100], data[:200] + bytes([data[200] ^ 1]) + data[201:]):
+        parser = ImageFile.Parser()
+        parser.feed(broken)
+        with pytest.raises(OSError):
+            parser.close()
+
+
+def test_incremental_parser_raises_os_error_under_python_optimize(tmp_path):
+    # Under python -O the AssertionError became an AttributeError.
+    path = tmp_path / "a.kmc"
+    path.write_bytes(a_kmc_file())
+    script = (
+        "import sys\nfrom PIL import Image, ImageFile\nimport pil_kmc\n"
+        f"data = open({str(path)!r}, 'rb').read()\n"
+        "p = ImageFile.Parser(); p.feed(data); assert p.close().size == (30, 40)\n"
+        "p = ImageFile.Parser(); p.feed(data[:-30])\n"
+        "try:\n    p.close()\nexcept OSError:\n    print('OSError')\n"
+    )
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(
+        [sys.executable, "-O", "-c", script], capture_output=True, text=True, env=env
+    )
+    assert run.stdout.strip() == "OSError", run.stderr[-800:]
