@@ -55,7 +55,7 @@ class Arrays:
 
 
 @dataclass(frozen=True)
-class Layout:
+class NpzHeader:
     """What :func:`read_header` learns without reading the indices."""
 
     height: int
@@ -119,7 +119,7 @@ def _check_dtype(dtype: np.dtype, kind: str, name: str) -> None:
         raise OSError(f"{name} has dtype {dtype}, expected {'uint8' if kind == 'u1' else 'int64'}")
 
 
-def _header(zf: zipfile.ZipFile) -> Layout:
+def _header(zf: zipfile.ZipFile) -> NpzHeader:
     """Parse and cross-check array3 and array2, and array1's header."""
     stream, shape, fortran, dtype = _member(zf, "array3.npy")
     if dtype.kind not in "iu" or shape != (3,):
@@ -136,7 +136,7 @@ def _header(zf: zipfile.ZipFile) -> Layout:
         stream.close()
         raise OSError(f"array2 must have shape (k, {c}) with 1 <= k <= 256, not {shape}")
     palette = _read_data(stream, shape, fortran, dtype, "array2")
-    return Layout(h, w, c, np.ascontiguousarray(palette))
+    return NpzHeader(h, w, c, np.ascontiguousarray(palette))
 
 
 # What zipfile and its decompressors raise for damaged members.
@@ -164,7 +164,7 @@ def _members_of(fp: IO[bytes]):
             raise OSError(f"corrupt .npz archive: {e}") from None
 
 
-def read_header(fp: IO[bytes]) -> Layout:
+def read_header(fp: IO[bytes]) -> NpzHeader:
     """Shape and palette of an ``.npz`` file, without reading its indices.
 
     Raises :class:`NotNpzLayout` if the file is not this layout at all and
