@@ -28,11 +28,6 @@ from .parallel import workers
 # context bits (lc = 4): about 2% smaller than xz's defaults on index planes.
 _XZ_PRESETS = {False: 6, True: 9 | lzma.PRESET_EXTREME}
 _XZ_OPTIONS = {"lc": 4, "lp": 0, "pb": 0}
-# For large images: a hash-chain match finder in xz's fast mode (greedy, not
-# optimal, parsing). On a 9.4 MP photo at k = 256, a third of the time of the
-# normal mode with the same match finder for 14% more bytes (still 0.86x PNG-8);
-# at k = 16 both faster and smaller.
-_XZ_FAST = {"preset": 6, "mf": lzma.MF_HC4, "nice_len": 32, "mode": lzma.MODE_FAST}
 XZ_STRIP = 6 << 20
 
 
@@ -64,23 +59,21 @@ def unpack_rows(data: bytes, width: int, height: int, bit_depth: int, k: int = 2
     return np.frombuffer(out, np.uint8).reshape(height, width)
 
 
-def compress(
-    data: bytes, method: int, *, extreme: bool = False, fast: bool = False, strips: int = 1
-) -> bytes:
+def compress(data: bytes, method: int, *, extreme: bool = False, strips: int = 1) -> bytes:
     """Compress the packed index plane with a layout compression method.
 
-    ``extreme`` trades encoding time for size, ``fast`` size for time, where
-    the method has such settings; decoders need not know which was used.
+    ``extreme`` trades encoding time for size where the method has such a
+    setting; decoders need not know whether it was used.
     xz input is cut into ``strips`` equal strips, more if needed to keep
     each within :data:`XZ_STRIP`, compressed in parallel threads (lzma
     releases the GIL) into concatenated xz streams: the strips depend only
     on the data and the arguments, never on the machine, so the output is
     the same everywhere.
     """
-    return b"".join(_in_threads(_pieces(data, method, extreme, fast, strips)))
+    return b"".join(_in_threads(_pieces(data, method, extreme, strips)))
 
 
-def _pieces(data: bytes, method: int, extreme: bool, fast: bool, strips: int) -> list:
+def _pieces(data: bytes, method: int, extreme: bool, strips: int) -> list:
     """The work of :func:`compress` as calls whose results, joined, are the stream."""
     if method == layout.STORED:
         return [lambda: data]
@@ -90,7 +83,7 @@ def _pieces(data: bytes, method: int, extreme: bool, fast: bool, strips: int) ->
         return [lambda: bz2.compress(data, 9)]
     if method != layout.XZ:
         raise ValueError(f"unknown compression method {method}")
-    options = _XZ_FAST if fast else {"preset": _XZ_PRESETS[extreme]}
+    options = {"preset": _XZ_PRESETS[extreme]}
     count = max(1, strips, -(-len(data) // XZ_STRIP))
     step = max(1, -(-len(data) // count))
     # A dictionary larger than the strip finds no more matches; sized to

@@ -106,8 +106,6 @@ def test_long_xz_input_becomes_concatenated_streams_that_decode(monkeypatch):
     stream = codec.compress(data, layout.XZ)
     assert stream.count(b"\xfd7zXZ\x00") == 4  # four equal strips, four xz streams
     assert codec.decompress(stream, layout.XZ, len(data)) == data
-    fast = codec.compress(data, layout.XZ, fast=True)
-    assert codec.decompress(fast, layout.XZ, len(data)) == data
     with pytest.raises(FormatError, match="more data"):
         codec.decompress(stream + codec.compress(b"x", layout.XZ), layout.XZ, len(data))
     with pytest.raises(FormatError, match="truncated"):
@@ -129,7 +127,7 @@ def xz_dictionary_sizes(stream: bytes) -> list[int]:
 def test_xz_dictionary_is_sized_to_the_strip(length, dictionary):
     # Smaller than xz's default 8 MiB, so decoders allocate less; no fewer matches.
     data = bytes(range(256)) * (length // 256) + bytes(length % 256)
-    for options in ({}, {"extreme": True}, {"fast": True}):
+    for options in ({}, {"extreme": True}):
         stream = codec.compress(data, layout.XZ, **options)
         assert xz_dictionary_sizes(stream) == [dictionary]
         assert codec.decompress(stream, layout.XZ, length) == data
