@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kmeans
+from . import exact, kmeans
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,20 @@ def key_colours(keys: np.ndarray, channels: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Histogram:
-    """Every pixel's key, and the distinct keys (sorted) with their counts."""
+    """The distinct keys (sorted) of an image's pixels and how often each occurs."""
 
-    keys: np.ndarray
     unique: np.ndarray
     counts: np.ndarray
 
 
 def histogram(pixels: np.ndarray) -> Histogram:
-    """The colour histogram of a (h, w, C) uint8 image."""
-    keys = pixel_keys(pixels)
-    return Histogram(keys, *kmeans.colour_histogram(keys))
+    """The colour histogram of a (h, w, C) uint8 image.
+
+    The keys are sorted in place and dropped: the index plane is looked up
+    from the pixels again, a block at a time (:func:`_lookup`), so that no
+    per-pixel array but the pixels and the index plane outlives this.
+    """
+    return Histogram(*kmeans.colour_histogram(pixel_keys(pixels), overwrite=True))
 
 
 def quantize(
@@ -68,8 +71,8 @@ def quantize(
     *,
     hist: Histogram | None = None,
     seed: int = 0,
-    max_iter: int = kmeans.DEFAULT_MAX_ITER,
-    tol: float = kmeans.DEFAULT_TOL,
+    max_iter: int | None = None,
+    tol: float | None = None,
     colorspace: str = "rgb",
     dither: bool = False,
 ) -> Quantized:
@@ -86,7 +89,7 @@ def quantize(
     """
     h, w, channels = pixels.shape
     hist = hist or histogram(pixels)
-    keys, unique, counts = hist.keys, hist.unique, hist.counts
+    unique, counts = hist.unique, hist.counts
     colours = key_colours(unique, channels)
     if len(unique) <= clusters:
         palette, labels = colours, np.arange(len(unique))
@@ -99,7 +102,7 @@ def quantize(
     palette = palette[order]
     if dither:
         return Quantized(palette, dithered(pixels, palette))
-    return Quantized(palette, _lookup(keys, unique, rank[labels], channels).reshape(h, w))
+    return Quantized(palette, _lookup(pixels, unique, rank[labels]))
 
 
 def _rank(order: np.ndarray, size: int) -> np.ndarray:
@@ -124,9 +127,9 @@ def _cluster(colours, counts, clusters, channels, seed, max_iter, tol, colorspac
     )
     palette = from_space(centroids)
     if colorspace == "rgb":  # integers: the exact matrix-product ranking applies
-        labels = kmeans.nearest(visible, palette)
+        labels = exact.nearest(visible, palette)
     else:
-        labels = kmeans.nearest(values, to_space(palette))
+        labels = exact.nearest(values, to_space(palette))
     if transparent:
         palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
         labels = np.r_[0, labels + 1]
@@ -257,7 +260,7 @@ def to_oklab(colours: np.ndarray) -> np.ndarray:
     """(M, 3 or 4) uint8 sRGB(A) -> float32 Oklab(A) times 255."""
     c = colours[:, :3].astype(np.float64) / 255
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    lab = kmeans.matmul(np.cbrt(kmeans.matmul(linear, _M1.T)), _M2.T) * 255
+    lab = exact.matmul(np.cbrt(exact.matmul(linear, _M1.T)), _M2.T) * 255
     return np.hstack([lab, colours[:, 3:].astype(np.float64)]).astype(np.float32)
 
 
@@ -281,10 +284,25 @@ def _rgb_palette(centroids: np.ndarray) -> np.ndarray:
 _SPACES = {"rgb": (_rgb_values, _rgb_palette), "oklab": (to_oklab, from_oklab)}
 
 
-def _lookup(keys: np.ndarray, unique: np.ndarray, labels: np.ndarray, channels: int) -> np.ndarray:
-    """Index of every pixel, given the label of every distinct key."""
-    if channels <= 3:
+# Pixels looked up per block: their keys (4 bytes each) stay small next to the image.
+_LOOKUP_BLOCK = 1 << 18
+
+
+def _lookup(pixels: np.ndarray, unique: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The (h, w) index plane of ``pixels``, given the label of every distinct key."""
+    h, w, channels = pixels.shape
+    flat = pixels.reshape(-1, channels)
+    out = np.empty(h * w, dtype=np.uint8)
+    table = None
+    if channels <= 3:  # a direct table over every key (16 MB at 3 channels)
         table = np.zeros(1 << (8 * channels), dtype=np.uint8)
         table[unique] = labels
-        return table[keys]
-    return labels[np.searchsorted(unique, keys)]
+    for start in range(0, h * w, _LOOKUP_BLOCK):
+        block = flat[start : start + _LOOKUP_BLOCK]
+        keys = pixel_keys(block[:, None, :]).reshape(-1)
+        part = out[start : start + _LOOKUP_BLOCK]
+        if table is not None:
+            np.take(table, keys, out=part)
+        else:
+            part[:] = labels[np.searchsorted(unique, keys)]
+    return out.reshape(h, w)
