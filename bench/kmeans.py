@@ -95,7 +95,7 @@ def images(quick: bool) -> list[tuple[str, Image.Image]]:
 
 
 def model(im: Image.Image, like: Image.Image | None = None) -> np.ndarray:
-    """The pixels as (N, C) float64, in the colour model pil_kmc stores ``like`` (default: im) in."""
+    """The pixels as (N, C) float64, in the colour model pil_kmc stores ``like`` (or im) in."""
     mode = {"L": "L", "LA": "LA", "RGBA": "RGBA"}.get((like or im).mode, "RGB")
     a = np.asarray(im.convert(mode), dtype=np.float64)
     return a.reshape(-1, 1 if a.ndim == 2 else a.shape[2])
@@ -137,7 +137,8 @@ t = time.perf_counter()
 r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 wall = time.perf_counter() - t
 rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"wall": wall, "rss_mb": rss, "rc": r.returncode, "err": r.stderr.decode()[-300:]}))
+err = r.stderr.decode()[-300:]
+print(json.dumps({"wall": wall, "rss_mb": rss, "rc": r.returncode, "err": err}))
 """
 
 
@@ -185,9 +186,9 @@ def quality(pictures, ks, work: Path, peers: dict) -> list[dict]:
 
 
 def timing(work: Path, big: bool) -> dict:
-    import pil_kmc  # noqa: F401
     import skimage.data as data
 
+    import pil_kmc  # noqa: F401
     from pil_kmc import encoder
 
     photo = Image.fromarray(data.astronaut())
