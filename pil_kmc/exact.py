@@ -185,4 +185,5 @@ def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
         return vq(x, p, check_finite=False)[0]
     from scipy.spatial import cKDTree
 
-    return cKDTree(p).query(x, workers=-1)[1]
+    # In this thread, like the products: the second core is the index coder's.
+    return cKDTree(p).query(x, workers=1)[1]
