@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +216,39 @@ def timing(work: Path, big: bool) -> dict:
     return out
 
 
+def lookups() -> str:
+    """Nearest-entry lookup times: the exact product, vq and a k-d tree (see the README)."""
+    import skimage.data as data
+    from scipy.cluster.vq import vq
+    from scipy.spatial import cKDTree
+
+    from pil_kmc import exact, quantize
+
+    hist = quantize.histogram(data.astronaut())
+    colours = quantize.key_colours(hist.unique, 3)
+    lab = quantize.to_oklab(colours)
+    rng = np.random.default_rng(0)
+    lines = [
+        f"Lookup of the {len(colours):,} distinct colours of astronaut, ms (best of {REPEATS}):",
+        "",
+        "| k | RGB: exact product | RGB: vq | Oklab: vq | Oklab: k-d tree |",
+        "|---|---|---|---|---|",
+    ]
+    x, x32 = exact.with_ones(colours.astype(np.float32)), colours.astype(np.float32)
+    for k in KS:
+        palette = colours[rng.choice(len(colours), k, replace=False)]
+        p, pl = palette.astype(np.float32), quantize.to_oklab(palette)
+        calls = (
+            (exact.closest, x, p),
+            (lambda a, b: vq(a, b, check_finite=False), x32, p),
+            (lambda a, b: vq(a, b, check_finite=False), lab, pl),
+            (lambda a, b: cKDTree(b).query(a, workers=1), lab, pl),
+        )
+        times = [1e3 * best(partial(f, a, b)) for f, a, b in calls]
+        lines.append(f"| {k} | " + " | ".join(f"{t:.1f}" for t in times) + " |")
+    return "\n".join(lines)
+
+
 def report(rows: list[dict], times: dict, ks) -> str:
     lines = [
         "| image | k | pil_kmc dB | scikit-learn dB | pngquant -s1 dB | − sklearn | − pngquant |",
@@ -278,6 +312,8 @@ def main() -> None:
         args.json.write_text(json.dumps({"rows": rows, "times": times}, indent=1))
     if times:
         print(report(rows, times, args.k))
+        print()
+        print(lookups())
     else:
         print(report(rows, {"save": 0, "quantize": 0, "pngquant": 1}, args.k))
     print(
