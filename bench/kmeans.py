@@ -17,8 +17,8 @@ k = 256, against pngquant ``--speed 4 --nofs``'s whole process (best of five);
 and at 9.4 MP, pil_kmc's whole process against pngquant's, with the peak RSS
 of each (``ru_maxrss`` of that child alone).
 
-The images: bench/corpus.py's when it is there (``corpus.photographs()``),
-else scikit-image's and scikit-learn's bundled photographs plus a gray and an
+The images: bench/corpus.py's photographs and others (gray and RGBA) when it
+is there, else scikit-image's and scikit-learn's bundled photographs plus a gray and an
 RGBA image.
 """
 
@@ -59,8 +59,9 @@ def images(quick: bool) -> list[tuple[str, Image.Image]]:
     except ImportError:
         corpus = None
     if corpus is not None and hasattr(corpus, "photographs"):
-        found = list(corpus.photographs())
-        return found[:3] if quick else found
+        if quick:
+            return list(corpus.photographs())[:3]
+        return [*corpus.photographs(), *corpus.others()]
     import skimage.data as data
     from sklearn.datasets import load_sample_images
 
