@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -41,6 +42,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's pil_kmc, not an installed one
+_PATH = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(_PATH)}
 PY = sys.executable
 REPEATS = 5
 KS = (16, 64, 256)
@@ -146,7 +150,9 @@ print(json.dumps({"wall": wall, "rss_mb": rss, "rc": r.returncode, "err": err}))
 
 def measure(cmd: list[str]) -> dict:
     """Wall time and peak RSS of ``cmd`` as a process of its own."""
-    out = subprocess.run([PY, "-c", MEASURE, *cmd], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [PY, "-c", MEASURE, *cmd], capture_output=True, text=True, check=True, env=CHILD_ENV
+    )
     result = json.loads(out.stdout)
     if result["rc"] != 0:
         raise RuntimeError(f"{cmd[0]} failed: {result['err']}")
@@ -162,7 +168,7 @@ def best(f, n: int = REPEATS) -> float:
     return min(times)
 
 
-def quality(pictures, ks, work: Path, peers: dict) -> list[dict]:
+def quality(pictures, ks, work: Path, peers: dict, log: Path | None) -> list[dict]:
     rows = []
     for name, im in pictures:
         src = work / "src.png"
@@ -178,6 +184,8 @@ def quality(pictures, ks, work: Path, peers: dict) -> list[dict]:
                     row["pngquant"] = psnr(model(im), model(out, im))
                 row["sklearn"] = sklearn_psnr(im, k)
             rows.append(row)
+            if log:  # as it goes, so that an interrupted run's peers can be reused
+                log.write_text(json.dumps({"rows": rows}, indent=1))
             print(
                 f"  {name:22s} k={k:3d}  pil_kmc {row['pil_kmc']:.3f}  sklearn {row['sklearn']:.3f}"
                 f"  pngquant {row['pngquant']:.3f}",
@@ -307,7 +315,7 @@ def main() -> None:
         peers = {f"{r['image']}/{r['k']}": r for r in json.loads(args.peers.read_text())["rows"]}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rows = quality(images(args.quick), args.k, work, peers)
+        rows = quality(images(args.quick), args.k, work, peers, args.json)
         times = {} if args.no_timing else timing(work, big=not args.quick)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "times": times}, indent=1))
@@ -317,6 +325,9 @@ def main() -> None:
         print(lookups())
     else:
         print(report(rows, {"save": 0, "quantize": 0, "pngquant": 1}, args.k))
+    import pil_kmc
+
+    print(f"pil_kmc from {Path(pil_kmc.__file__).parent}")
     print(
         f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB"
     )
