@@ -79,8 +79,10 @@ _OVERSAMPLING = 2
 _SWAP_TRIALS = 30
 _SWAP_STEPS = 4
 _SWAP_WORK = 8_000_000
-# The size (points x clusters) up to which the exact colours get a stage of
-# their own after the finest grid.
+# The exact colours get a stage of their own after the finest grid when that
+# has fewer cells than this per cluster (a cluster a few cells wide is served
+# poorly by whole cells), or when points x clusters are at most _EXACT_STAGE_WORK.
+_FINE_CELLS_PER_CLUSTER = 128
 _EXACT_STAGE_WORK = 1_000_000
 # The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
@@ -308,9 +310,11 @@ def cluster(
     values = colours.astype(np.float32) if values is None else values
     stages = list(_stages(colours, weights, values))
     ends_on_grid = stages[-1][0] is not values
-    # The exact colours end the sequence when the grids cannot serve k
-    # clusters, or when clustering them is cheap anyway (graphics, gray).
-    if ends_on_grid and (len(stages[-1][0]) <= k or len(colours) * k <= _EXACT_STAGE_WORK):
+    # The exact colours end the sequence when the finest grid is coarse for k
+    # clusters (smooth images: skies, skin), or when clustering them is cheap
+    # anyway (graphics, gray).
+    coarse = len(stages[-1][0]) < _FINE_CELLS_PER_CLUSTER * k
+    if ends_on_grid and (coarse or len(colours) * k <= _EXACT_STAGE_WORK):
         stages.append((values, weights))
     rng = np.random.default_rng(seed)
     stages = stages[_seed_stage(stages, values, k) :]
