@@ -104,7 +104,10 @@ def model(im: Image.Image, like: Image.Image | None = None) -> np.ndarray:
     """The pixels as (N, C) float64, in the colour model pil_kmc stores ``like`` (or im) in."""
     mode = {"L": "L", "LA": "LA", "RGBA": "RGBA"}.get((like or im).mode, "RGB")
     a = np.asarray(im.convert(mode), dtype=np.float64)
-    return a.reshape(-1, 1 if a.ndim == 2 else a.shape[2])
+    a = a.reshape(-1, 1 if a.ndim == 2 else a.shape[2])
+    if mode in ("LA", "RGBA"):  # the colour under alpha 0 is not seen (pil_kmc stores 0)
+        a[a[:, -1] == 0] = 0
+    return a
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
