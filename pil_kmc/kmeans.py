@@ -12,8 +12,10 @@ every cell whose colours all fall in one cluster. So :func:`cluster` runs:
    when points times clusters are many, k-means|| (:func:`kmeans_parallel`),
    which draws about 4k candidates in two sweeps and runs k-means++ on those;
 2. **Lloyd's iterations** (:func:`lloyd`, over-relaxed) on that grid until
-   they converge: no centroid moves more than ``tol`` colour levels, or
-   ``max_iter`` steps;
+   they converge: no centroid moves more than ``tol`` colour levels, or a
+   step lowers the weighted squared error by less than ``_CONVERGED``; at
+   most ``max_iter`` steps, and fewer where points times clusters make each
+   step costly (``_SEED_STAGE_WORK``, ``_STAGE_WORK``);
 3. **random swaps** on that grid (:func:`_swaps`), as many as a fixed amount
    of work allows: one centroid is moved to a point drawn by its weighted
    squared error, a few Lloyd steps follow, and the swap is kept only if the
@@ -21,8 +23,8 @@ every cell whose colours all fall in one cluster. So :func:`cluster` runs:
    optimum; a swap can leave it for a better one;
 4. **refinement**: Lloyd's iterations to convergence on the grids two, four
    and eight times finer per channel (or on the distinct colours themselves
-   once a grid would not halve their number), each from the previous
-   stage's centroids.
+   once a grid would not halve their number, or when the finest grid is
+   coarse for k clusters), each from the previous stage's centroids.
 
 Centroid updates are weighted sums with :func:`numpy.bincount`. Every
 ranking of points by distance is exact and the same on every machine
@@ -356,14 +358,16 @@ def lloyd(
     plain Lloyd (factor 1) creeps towards its fixed point, and overshooting
     it reaches it in fewer steps. From the first step that raises the
     weighted squared error (the snapping can), the stage falls back to plain
-    Lloyd. Stops after ``max_iter`` steps or when no centroid moves more
-    than ``tol``.
+    Lloyd. Converged when no centroid moves more than ``tol`` or a step
+    lowers the error by less than ``_CONVERGED``; the last step (then, or
+    the ``max_iter``-th) is a plain one, which lands every centroid on its
+    points' mean instead of overshooting it.
     """
     return _Lloyd(points, weights).run(centroids, max_iter, tol).centroids
 
 
 class _State:
-    """Centroids, their weighted squared error (snapped units, exact) and each point's share."""
+    """Centroids, their weighted squared error (exact, in snapped units) and each point's share."""
 
     def __init__(self, centroids: np.ndarray, error: float, shares: np.ndarray) -> None:
         self.centroids = centroids
