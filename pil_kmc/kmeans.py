@@ -63,11 +63,11 @@ _CONVERGED = 1e-4
 # The work (point-centroid distances, plus _STEP_OVERHEAD per point for the
 # bincounts and the Python around them) a stage may spend, which caps its steps
 # where points times clusters are many: the seeding stage's and each finer
-# one's. The cap is a time budget, set so that a 512 x 512 photograph at
-# k = 256 stays well within the speed target (pngquant --speed 4's time, see
-# bench/kmeans.py); never fewer than _MIN_STEPS.
-_SEED_STAGE_WORK = 400_000_000
-_STAGE_WORK = 320_000_000
+# one's. The cap is a time budget: a 512 x 512 photograph at k = 256 must
+# save within pngquant --speed 4's time (bench/kmeans.py), and four times
+# these caps gain only about 0.02 dB there; never fewer than _MIN_STEPS.
+_SEED_STAGE_WORK = 100_000_000
+_STAGE_WORK = 80_000_000
 _MIN_STEPS = 2
 _STEP_OVERHEAD = 128
 # k-means|| replaces k-means++ from this many points times clusters (k = 256 on
@@ -85,7 +85,7 @@ _SWAP_WORK = 8_000_000
 # The exact colours get a stage of their own after the finest grid when that
 # has fewer cells than this per cluster (a cluster a few cells wide is served
 # poorly by whole cells), or when points x clusters are at most _EXACT_STAGE_WORK.
-_FINE_CELLS_PER_CLUSTER = 256
+_FINE_CELLS_PER_CLUSTER = 128
 _EXACT_STAGE_WORK = 1_000_000
 # The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
