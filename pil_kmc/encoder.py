@@ -91,8 +91,8 @@ class SaveOptions:
     quality: tuple[float, float] | None = None  # (min, max), pngquant's 0-100
     psnr: tuple[float, float] | None = None  # (min, max) in dB
     seed: int = 0
-    max_iter: int = 15  # as pil_kmc.kmeans.DEFAULT_MAX_ITER (not imported: it needs scipy)
-    tol: float = 0.02  # as pil_kmc.kmeans.DEFAULT_TOL
+    max_iter: int | None = None  # None: pil_kmc.kmeans.DEFAULT_MAX_ITER
+    tol: float | None = None  # None: pil_kmc.kmeans.DEFAULT_TOL
     colorspace: str = "rgb"
     dither: float = 0.0
     compression: str | None = None  # None: the smallest of the default candidates
@@ -204,7 +204,7 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
                 raise ValueError(f"unknown KMC save option {key!r}; did you mean {close[0]!r}?")
     d = SaveOptions()
     tol = params.get("tol", d.tol)
-    if not _number(tol) or not 0 <= tol < 256:
+    if tol is not None and (not _number(tol) or not 0 <= tol < 256):
         raise ValueError(f"tol must be a number from 0 to 255, not {tol!r}")
     compression = params.get("compression", d.compression)
     if compression is not None and compression not in _COMPRESSIONS:
@@ -233,8 +233,10 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
         quality=quality,
         psnr=psnr,
         seed=_integer("seed", params.get("seed", d.seed), 0, 2**64 - 1),
-        max_iter=_integer("max_iter", params.get("max_iter", d.max_iter), 1, 10_000),
-        tol=float(tol),
+        max_iter=None
+        if params.get("max_iter") is None
+        else _integer("max_iter", params["max_iter"], 1, 10_000),
+        tol=None if tol is None else float(tol),
         colorspace=colorspace,
         dither=_dither(params.get("dither", d.dither)),
         compression=compression,

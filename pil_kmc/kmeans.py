@@ -5,32 +5,31 @@ distinct colours M, and Lloyd's algorithm gives the same centroids when each
 distinct colour is one point weighted by its pixel count. Fewer still are the
 occupied cells of a coarse colour grid (at most 4,096 here), each represented
 by the weighted mean of its colours; the centroid update stays exact for
-every cell whose colours all fall in one cluster. So the clustering runs:
+every cell whose colours all fall in one cluster. So :func:`cluster` runs:
 
-1. seeding on the coarsest grid with enough cells per cluster (see
-   :func:`_seed_stage`): greedy k-means++ (weighted), or, when points times
-   clusters are many, k-means|| (:func:`kmeans_parallel`), which draws
-   about 4k candidates in two sweeps and runs k-means++ on those;
-2. over-relaxed Lloyd iterations on that grid, then on grids twice, four
-   and eight times finer per channel than the coarse one (or on the
-   distinct colours themselves once a grid would not halve their number);
+1. **seeding** on the coarsest grid with enough cells per cluster
+   (:func:`_seed_stage`): greedy k-means++ (:func:`kmeans_plusplus`), or,
+   when points times clusters are many, k-means|| (:func:`kmeans_parallel`),
+   which draws about 4k candidates in two sweeps and runs k-means++ on those;
+2. **Lloyd's iterations** (:func:`lloyd`, over-relaxed) on that grid until
+   they converge: no centroid moves more than ``tol`` colour levels, or a
+   step lowers the weighted squared error by less than ``_CONVERGED``; at
+   most ``max_iter`` steps, and fewer where points times clusters make each
+   step costly (``_SEED_STAGE_WORK``, ``_STAGE_WORK``);
+3. **random swaps** on that grid (:func:`_swaps`), as many as a fixed amount
+   of work allows: one centroid is moved to a point drawn by its weighted
+   squared error, a few Lloyd steps follow, and the swap is kept only if the
+   weighted error fell. Lloyd's iterations only reach the nearest local
+   optimum; a swap can leave it for a better one;
+4. **refinement**: Lloyd's iterations to convergence on the grids two, four
+   and eight times finer per channel (or on the distinct colours themselves
+   once a grid would not halve their number, or when the finest grid is
+   coarse for k clusters), each from the previous stage's centroids.
 
-each stage starting from the previous stage's centroids and stopping when no
-centroid moves more than ``tol`` colour levels. The seeding stage gets
-``max_iter`` iterations; the finer ones only refine, so those in between get
-a quarter of them and the finest, the costliest, an eighth. Centroid
-updates are weighted sums with :func:`numpy.bincount`.
-
-Every ranking of points by distance (the seeding draws, Lloyd's
-assignments, the final palette lookup) is one matrix product per block of
-points, ``|c|^2 / 2 - x.c``, on integers that float32 holds exactly (see
-:func:`_closest`). It gives the labels :func:`scipy.cluster.vq.vq` gives
-on the same values, 1.3-1.5 times as fast at 8-24 clusters and 2.3-3.5
-times at 32-64, and twice as fast as a k-d tree at 256 (16,000 points);
-and the same on every machine. For it, points and centroids are snapped
-to a third of a colour level (finer with fewer channels). The final
-assignment of every distinct colour to the rounded palette is exact
-(:func:`nearest`).
+Centroid updates are weighted sums with :func:`numpy.bincount`. Every
+ranking of points by distance is exact and the same on every machine
+(:mod:`pil_kmc.exact`); so is every weighted error compared (integer counts
+times half-integer scores, summed exactly in float64).
 
 An empty cluster is re-seeded at the point that contributes most to the
 weighted squared error (its weight times its squared distance to its
@@ -42,70 +41,67 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.cluster.vq import vq
 
-#: Lloyd iterations allowed at each grid stage; the finest stage gets an eighth.
-DEFAULT_MAX_ITER = 15
-#: A stage stops when no centroid moves more than this (in 0-255 colour levels).
-DEFAULT_TOL = 0.02
-#: Over-relaxation factor of Lloyd's update (1 is plain Lloyd).
+from . import exact
+
+#: Lloyd iterations allowed at each stage (a cap: stages stop when converged).
+DEFAULT_MAX_ITER = 100
+#: A stage has converged when no centroid moves more than this (in 0-255 colour levels).
+DEFAULT_TOL = 0.01
+#: Over-relaxation factor of Lloyd's update (1 is plain Lloyd). For fixed
+#: assignments the weighted error is, per cluster, ``mass * |c - mean|^2``
+#: plus a constant; a step ``c + f * (mean - c)`` multiplies the first term by
+#: ``(1 - f)^2``, so every factor below 2 still lowers the error (the
+#: over-relaxed bound optimisation of Salakhutdinov and Roweis, ICML 2003).
+#: Close to 2 the step overshoots the mean by almost as far again, in the
+#: direction plain Lloyd creeps along, while still decreasing the error.
 RELAXATION = 1.9
 _SEED_POINTS_PER_CLUSTER = 32
+# A stage has also converged once a step lowers the weighted squared error by
+# less than this fraction (0.0004 dB): the steps after it would gain less.
+_CONVERGED = 1e-4
+# The work (point-centroid distances, plus _STEP_OVERHEAD per point for the
+# bincounts and the Python around them) a stage may spend, which caps its steps
+# where points times clusters are many: the seeding stage's and each finer
+# one's. The cap is a time budget: a 512 x 512 photograph at k = 256 must
+# save within pngquant --speed 4's time (bench/kmeans.py), and four times
+# these caps gain only about 0.02 dB there; never fewer than _MIN_STEPS.
+_SEED_STAGE_WORK = 100_000_000
+_STAGE_WORK = 80_000_000
+_MIN_STEPS = 2
+_STEP_OVERHEAD = 128
 # k-means|| replaces k-means++ from this many points times clusters (k = 256 on
 # 4,096 points), in this many sweeps, each drawing about this many times k
-# candidates (Bahmani et al. suggest 2). On the bench photographs at k = 256 it
-# takes a fifth less quantization time (median 0.78x) for the same PSNR
-# (+0.002 dB median over six seeds, -0.009 dB at worst); below, k-means++
-# costs little anyway.
+# candidates (Bahmani et al. suggest 2); below, k-means++ costs little anyway.
 _PARALLEL_SEED_WORK = 1 << 20
 _PARALLEL_SWEEPS = 2
 _OVERSAMPLING = 2
-_VQ_UP_TO = 64
-# k-means++ and Lloyd's iterations rank points and centroids on a grid of
-# 1/_SNAP[channels] colour levels, clipped to _SNAP_RANGE levels: the largest
-# score, 1.5 * channels * (383 * _SNAP)^2, stays below 2**23, where float32
-# holds half-integers exactly (see _closest).
-_SNAP = {1: 6, 2: 4, 3: 3, 4: 3}
-_SNAP_RANGE = (-128, 383)
-# Point-centroid distances a stage may always spend (a few milliseconds' worth),
-# and the size (points x clusters) up to which the exact colours get a stage.
-_CHEAP_STAGE_WORK = 5_000_000
+# Random swaps: at most this many, each trial this many Lloyd steps, and all
+# of them together at most this many point-centroid distances (a few
+# milliseconds' worth), so that they cost little at every size.
+_SWAP_TRIALS = 30
+_SWAP_STEPS = 4
+_SWAP_WORK = 8_000_000
+# The exact colours get a stage of their own after the finest grid when that
+# has fewer cells than this per cluster (a cluster a few cells wide is served
+# poorly by whole cells), or when points x clusters are at most _EXACT_STAGE_WORK.
+_FINE_CELLS_PER_CLUSTER = 128
 _EXACT_STAGE_WORK = 1_000_000
-# Matrix products are cut into blocks of at most this many multiply-adds, and
-# dot products of long vectors go through einsum (numpy's own loops), so that
-# OpenBLAS (numpy's) computes them all in the calling thread. It hands larger
-# ones to worker threads (measured here: matrix products from 2**19
-# multiply-adds, matrix-vector from about 460,000 elements, dot products from
-# 10,000), which then spin at full speed for about 0.1 s, waiting for more.
-# That took the second core from the index coder's threads that follow the
-# clustering (coding took 6-13 ms longer on three photos at k = 256, 6-7% of
-# a whole save) and saved little: 3.5 against 1.7 ms for 16k points and 256
-# centroids in one product. The scores of a block also stay in cache.
-_PRODUCT_WORK = 1 << 18
 # The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
 
 
-def colour_histogram(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values of ``keys`` (sorted) and how often each occurs."""
-    ordered = np.sort(keys)  # equal keys are indistinguishable: any algorithm gives these bytes
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    counts = np.diff(np.r_[starts, ordered.size])
-    return ordered[starts], counts
+def colour_histogram(keys: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of ``keys`` (sorted) and how often each occurs.
 
-
-def grid_cells(
-    colours: np.ndarray, weights: np.ndarray, bits: int, values: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Collapse weighted colours onto a grid of ``bits`` bits per channel.
-
-    Returns the weighted mean of every occupied cell (of ``values``, the
-    colours in the clustering space, by default the colours themselves) and
-    the cell's total weight.
+    With ``overwrite``, ``keys`` is sorted in place instead of copied.
     """
-    values = colours if values is None else values
-    _, means, total = _collapse(colours >> (8 - bits), bits, weights, values)
-    return means, total
+    ordered = keys if overwrite else keys.copy()
+    ordered.sort()  # equal keys are indistinguishable: any algorithm gives these bytes
+    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1  # one bool per key, no copies
+    starts = np.concatenate([[0], starts])
+    counts = np.diff(np.append(starts, ordered.size))
+    return ordered[starts], counts
 
 
 def _collapse(cells: np.ndarray, bits: int, weights: np.ndarray, values: np.ndarray):
@@ -152,14 +148,14 @@ def kmeans_plusplus(
     squared distance to the nearest chosen centre; of ``2 + log(k)`` draws,
     the one that lowers the weighted error most is kept. Distances are
     measured between the points snapped as in Lloyd's iterations, and the
-    trials compared exactly (:func:`_greatest_gain`), so the seeds are the
+    trials compared exactly (:func:`~pil_kmc.exact.greatest_gain`), so the seeds are the
     same on every machine.
     """
-    # The scores of _closest, with |x|^2 / 2 added on the points' side (as a
+    # The scores of exact.closest, with |x|^2 / 2 added on the points' side (as a
     # column) and a 1 on the centres' side (as a row): their product is half
     # the squared distance, exact like the scores (the bound is the same).
-    x = _with_ones(_snap(points))
-    coefficients = _coefficients(x[:, :-1])  # every point as a candidate centre
+    x = exact.with_ones(exact.snap(points))
+    coefficients = exact.coefficients(x[:, :-1])  # every point as a candidate centre
     columns = np.vstack([x.T, coefficients[-1]])
     rows = np.ascontiguousarray(np.vstack([coefficients, x[:, -1]]).T)
     trials = 2 + int(math.log(k))
@@ -169,7 +165,7 @@ def kmeans_plusplus(
     first = int(draw(rng.random(1))[0])
     centres[0] = points[first]
     nearest = np.empty(len(points), dtype=np.float32)
-    matmul(rows[first : first + 1], columns, nearest[None])
+    exact.matmul(rows[first : first + 1], columns, nearest[None])
     weights32 = weights.astype(np.float32)
     twice = 2 * weights
     # Reused by every draw: fresh arrays of this size cost page faults.
@@ -180,11 +176,11 @@ def kmeans_plusplus(
         if draws is None:  # every point already sits on a centre
             centres[i:] = centres[0]
             break
-        matmul(rows[draws], columns, candidate)
+        exact.matmul(rows[draws], columns, candidate)
         # How much nearer each trial would bring every point (exact half-integers).
         np.minimum(candidate, nearest, out=candidate)
         np.subtract(nearest, candidate, out=candidate)
-        best = _greatest_gain(candidate, weights32, weights)
+        best = exact.greatest_gain(candidate, weights32, weights)
         centres[i] = points[draws[best]]
         nearest -= candidate[best]
     return centres
@@ -219,14 +215,14 @@ def _candidates(
 
     Candidates nearest to no weight (a copy of an earlier one) are left out.
     """
-    x = _with_ones(_snap(points))
+    x = exact.with_ones(exact.snap(points))
     half = (x[:, :-1].astype(np.float64) ** 2).sum(axis=1) / 2  # |x|^2 / 2, exact
     draw = _Sampler(len(points))
     draw.mass[:] = weights
     first = int(draw(rng.random(1))[0])
     chosen = np.array([first])
     # Half the squared distance to the nearest candidate (exact), and which one.
-    nearest = half + _closest(x, x[chosen, :-1])[1]
+    nearest = half + exact.closest(x, x[chosen, :-1])[1]
     owner = np.zeros(len(points), dtype=np.intp)
     for _ in range(_PARALLEL_SWEEPS):
         error = weights * nearest  # exact integers: the same on every machine
@@ -236,7 +232,7 @@ def _candidates(
         new = np.flatnonzero(rng.random(len(points)) * total < _OVERSAMPLING * k * error)
         if len(new) == 0:
             continue
-        labels, score = _closest(x, x[new, :-1])
+        labels, score = exact.closest(x, x[new, :-1])
         distance = half + score
         nearer = distance < nearest  # ties stay with the earlier candidate
         nearest[nearer] = distance[nearer]
@@ -244,65 +240,6 @@ def _candidates(
         chosen = np.concatenate([chosen, new])
     owned = np.bincount(owner, weights=weights, minlength=len(chosen))
     return chosen[owned > 0], owned[owned > 0]
-
-
-def _greatest_gain(gains: np.ndarray, weights32: np.ndarray, weights: np.ndarray) -> int:
-    """The row of ``gains`` with the greatest weighted sum, exactly; ties to the lowest row.
-
-    ``gains`` holds non-negative half-integers below 2**23 and ``weights``
-    integer counts, so the exact sums are multiples of a half below 2**52
-    (for fewer than 2**28 pixels), which float64 holds. A float32 product
-    ranks the rows quickly, but its rounding depends on the order in which
-    the matrix code adds (a BLAS detail that varies between machines). Its
-    error is at most about one unit in the last place per term, as every
-    term is non-negative; the rows it cannot tell from the greatest by more
-    than that are summed again in float64, exactly. So the same row wins on
-    every machine. (Gains, not the errors they leave: those differ by a
-    fraction of a percent at the last draws, within float32's error bound.)
-    """
-    totals = _weighted_sums(gains, weights32)
-    high = float(totals.max())
-    slack = (len(weights) + 2) * 2.0**-23  # twice the bound, with room to spare
-    near = (totals >= high * (1 - slack) / (1 + slack)).nonzero()[0]
-    if len(near) == 1:
-        return int(near[0])
-    exact = _weighted_sums(gains[near].astype(np.float64), weights)
-    return int(near[np.argmax(exact)])
-
-
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` (2-D) in blocks of at most _PRODUCT_WORK multiply-adds, computed in this thread.
-
-    The blocks run along ``a``'s rows or ``b``'s columns, whichever are more,
-    so each output element is still the dot product of a whole row and column.
-    """
-    if out is None:
-        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    if a.size * b.shape[1] <= _PRODUCT_WORK:  # one block: the common case, made quick
-        return np.matmul(a, b, out=out)
-    by_rows = a.shape[0] > b.shape[1]
-    length, across = (a.shape[0], b.shape[1]) if by_rows else (b.shape[1], a.shape[0])
-    most = max(1, _PRODUCT_WORK // (a.shape[1] * across or 1))
-    blocks = max(1, -(-length // most))
-    step = max(1, -(-length // blocks))  # equal blocks: no small one at the end
-    for start in range(0, length, step):
-        part = slice(start, start + step)
-        if by_rows:
-            np.matmul(a[part], b, out=out[part])
-        else:
-            np.matmul(a, b[:, part], out=out[:, part])
-    return out
-
-
-def _weighted_sums(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``rows @ weights``, summed over blocks of at most _PRODUCT_WORK products."""
-    step = max(1, _PRODUCT_WORK // len(rows))
-    if len(weights) <= step:
-        return rows @ weights
-    totals = rows[:, :step] @ weights[:step]
-    for start in range(step, len(weights), step):
-        totals += rows[:, start : start + step] @ weights[start : start + step]
-    return totals
 
 
 class _Sampler:
@@ -343,110 +280,6 @@ class _Sampler:
         return np.minimum(block * self.BLOCK + offset, self.n - 1)
 
 
-def _coefficients(c: np.ndarray) -> np.ndarray:
-    """``(-c, |c|^2 / 2)`` as columns: ``_with_ones(x) @`` this gives ``|c|^2 / 2 - x.c``."""
-    coefficients = np.empty((c.shape[1] + 1, len(c)), dtype=np.float32)
-    coefficients[:-1] = -c.T
-    coefficients[-1] = (c.astype(np.float64) ** 2).sum(axis=1) / 2
-    return coefficients
-
-
-def lloyd(
-    points: np.ndarray,
-    weights: np.ndarray,
-    centroids: np.ndarray,
-    max_iter: int = DEFAULT_MAX_ITER,
-    tol: float = DEFAULT_TOL,
-) -> np.ndarray:
-    """Weighted, over-relaxed Lloyd iterations from ``centroids``.
-
-    Each step assigns every point to its nearest centroid, both snapped to
-    the grid of :func:`_snap`: the ranking is then exact (:func:`_closest`)
-    and the same on every machine, and a point moves only when two centroids
-    are within a sixth of a level of equidistant from it, where either
-    serves it equally well. Each step then moves every centroid
-    ``RELAXATION`` times the way towards the weighted mean of its points;
-    plain Lloyd (factor 1) creeps towards its fixed point, and overshooting
-    it a little reaches it in fewer steps.
-    Overshooting can also oscillate: from the first step that raises the
-    weighted squared error, the stage falls back to plain Lloyd, which never
-    does. Stops after ``max_iter`` steps or when no centroid moves more than
-    ``tol``.
-    """
-    k, channels = centroids.shape
-    points = points.astype(np.float32)
-    snapped = _with_ones(_snap(points))
-    # Squared distances in snapped units are |x|^2 + 2 * score (see _closest).
-    squares = (snapped[:, :-1].astype(np.float64) ** 2).sum(axis=1)
-    spread = float(np.einsum("i,i", weights, squares))
-    centroids = centroids.astype(np.float32)
-    weighted = [weights * points[:, c] for c in range(channels)]
-    relaxation, error = RELAXATION, np.inf
-    for _ in range(max_iter):
-        labels, score = _closest(snapped, _snap(centroids))
-        new_error = spread + 2 * float(np.einsum("i,i", weights, score))
-        if new_error > error:
-            relaxation = 1.0
-        error = new_error
-        mass = np.bincount(labels, weights=weights, minlength=k)
-        means = np.empty((k, channels), dtype=np.float64)
-        for c in range(channels):
-            means[:, c] = np.bincount(labels, weights=weighted[c], minlength=k)
-        empty = mass == 0
-        means[~empty] /= mass[~empty, None]
-        updated = centroids + relaxation * (means - centroids)
-        if empty.any():
-            _reseed(updated, empty, points, weights * (squares + 2 * score.astype(np.float64)))
-        shift = float(np.abs(updated - centroids).max())
-        centroids = updated.astype(np.float32)
-        if shift <= tol:
-            break
-    return centroids
-
-
-def _snap(values: np.ndarray) -> np.ndarray:
-    """``values`` on the grid of 1/_SNAP levels, clipped to _SNAP_RANGE, as float32 integers."""
-    scale = _SNAP[values.shape[1]]
-    low, high = _SNAP_RANGE
-    return np.clip(np.rint(values * scale), low * scale, high * scale).astype(np.float32)
-
-
-def _with_ones(values: np.ndarray) -> np.ndarray:
-    """``values`` (float32) with a column of ones appended, as :func:`_closest` takes them."""
-    out = np.ones((len(values), values.shape[1] + 1), dtype=np.float32)
-    out[:, :-1] = values
-    return out
-
-
-def _closest(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest row of ``c`` for each row of ``x``, and ``|c|^2 / 2 - x.c`` there.
-
-    ``x`` comes with a column of ones (:func:`_with_ones`), so that one
-    matrix product against ``(-c, |c|^2 / 2)`` gives the scores. Both hold
-    integers in float32, at most 4 channels and small enough that every
-    product, every partial sum and every score is exact: whatever order a
-    machine's matrix code adds them in, the ranking is the same. Ties go to
-    the lower index. The scores of a block of rows stay in cache, in one
-    buffer reused for every block.
-    """
-    k = len(c)
-    coefficients = _coefficients(c)
-    labels = np.empty(len(x), dtype=np.intp)
-    best = np.empty(len(x), dtype=np.float32)
-    rows = max(1, min(len(x), _PRODUCT_WORK // coefficients.size))
-    scores = np.empty((rows, k), dtype=np.float32)
-    offsets = np.arange(rows) * k  # of each row's first score in the flat block
-    for start in range(0, len(x), rows):
-        block = x[start : start + rows]
-        n = len(block)
-        s = scores[:n]
-        np.matmul(block, coefficients, out=s)
-        found = labels[start : start + n]
-        s.argmin(axis=1, out=found)
-        best[start : start + n] = s.ravel()[offsets[:n] + found]
-    return labels, best
-
-
 def _reseed(
     centroids: np.ndarray, empty: np.ndarray, points: np.ndarray, error: np.ndarray
 ) -> None:
@@ -462,47 +295,169 @@ def cluster(
     k: int,
     *,
     seed: int = 0,
-    max_iter: int = DEFAULT_MAX_ITER,
-    tol: float = DEFAULT_TOL,
+    max_iter: int | None = None,
+    tol: float | None = None,
     values: np.ndarray | None = None,
 ) -> np.ndarray:
     """k float centroids for distinct ``colours`` (M, C) occurring ``counts`` times.
 
     ``values`` are the colours in the space to cluster in (default: the
-    colours themselves); the centroids are in that space. Deterministic for
-    a given ``seed``. ``len(colours)`` must exceed ``k``.
+    colours themselves); the centroids are in that space. ``max_iter`` and
+    ``tol`` (None: DEFAULT_MAX_ITER and DEFAULT_TOL) bound each stage's
+    Lloyd iterations. Deterministic for a given ``seed``. ``len(colours)``
+    must exceed ``k``.
     """
+    max_iter = DEFAULT_MAX_ITER if max_iter is None else max_iter
+    tol = DEFAULT_TOL if tol is None else tol
     weights = counts.astype(np.float64)
     values = colours.astype(np.float32) if values is None else values
     stages = list(_stages(colours, weights, values))
     ends_on_grid = stages[-1][0] is not values
-    # The exact colours end the sequence when the grids cannot serve k
-    # clusters, or when clustering them is cheap anyway (graphics, gray).
-    if ends_on_grid and (len(stages[-1][0]) <= k or len(colours) * k <= _EXACT_STAGE_WORK):
+    # The exact colours end the sequence when the finest grid is coarse for k
+    # clusters (smooth images: skies, skin), or when clustering them is cheap
+    # anyway (graphics, gray).
+    coarse = len(stages[-1][0]) < _FINE_CELLS_PER_CLUSTER * k
+    if ends_on_grid and (coarse or len(colours) * k <= _EXACT_STAGE_WORK):
         stages.append((values, weights))
     rng = np.random.default_rng(seed)
-    start = _seed_stage(stages, values, k)
-    stages = stages[start:]
-    seed_points, seed_weights = stages[0]
-    if len(seed_points) * k >= _PARALLEL_SEED_WORK:
-        centroids = kmeans_parallel(seed_points, seed_weights, k, rng)
+    stages = stages[_seed_stage(stages, values, k) :]
+    points, w = stages[0]
+    if len(points) * k >= _PARALLEL_SEED_WORK:
+        centroids = kmeans_parallel(points, w, k, rng)
     else:
-        centroids = kmeans_plusplus(seed_points, seed_weights, k, rng)
-    last = len(stages) - 1
-    for i, (points, w) in enumerate(stages):
-        if i == 0:
-            iterations = max_iter
-        elif i < last:  # refining between two grids
-            iterations = -(-max_iter // 4)
-        else:
-            iterations = -(-max_iter // 8)
-        if i == last:
-            # A small last stage (few colours, as in gray images and graphics)
-            # is cheap: let it run towards convergence instead of stopping at the cap.
-            affordable = _CHEAP_STAGE_WORK // (len(points) * k)
-            iterations = max(iterations, min(affordable, 20 * max_iter))
-        centroids = lloyd(points, w, centroids, iterations, tol)
+        centroids = kmeans_plusplus(points, w, k, rng)
+    fit = _Lloyd(points, w)
+    steps = _steps(fit, k, max_iter, _SEED_STAGE_WORK)
+    centroids = _swaps(fit, fit.run(centroids, steps, tol), rng, steps, tol).centroids
+    for points, w in stages[1:]:
+        fit = _Lloyd(points, w)
+        centroids = fit.run(centroids, _steps(fit, k, max_iter, _STAGE_WORK), tol).centroids
     return centroids
+
+
+def _steps(fit: _Lloyd, k: int, max_iter: int, work: int) -> int:
+    """Lloyd steps a stage may take: ``max_iter``, or fewer where each step is costly."""
+    return min(max_iter, max(_MIN_STEPS, work // (len(fit.points) * (k + _STEP_OVERHEAD))))
+
+
+def lloyd(
+    points: np.ndarray,
+    weights: np.ndarray,
+    centroids: np.ndarray,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
+) -> np.ndarray:
+    """Weighted, over-relaxed Lloyd iterations from ``centroids``.
+
+    Each step assigns every point to its nearest centroid, both snapped to
+    the grid of :func:`pil_kmc.exact.snap`: the ranking is then exact and
+    the same on every machine, and a point moves only when two centroids
+    are within a sixth of a level of equidistant from it, where either
+    serves it equally well. Each step then moves every centroid
+    ``RELAXATION`` times the way towards the weighted mean of its points;
+    plain Lloyd (factor 1) creeps towards its fixed point, and overshooting
+    it reaches it in fewer steps. From the first step that raises the
+    weighted squared error (the snapping can), the stage falls back to plain
+    Lloyd. Converged when no centroid moves more than ``tol`` or a step
+    lowers the error by less than ``_CONVERGED``; the last step (then, or
+    the ``max_iter``-th) is a plain one, which lands every centroid on its
+    points' mean instead of overshooting it.
+    """
+    return _Lloyd(points, weights).run(centroids, max_iter, tol).centroids
+
+
+class _State:
+    """Centroids, their weighted squared error (exact, in snapped units) and each point's share."""
+
+    def __init__(self, centroids: np.ndarray, error: float, shares: np.ndarray) -> None:
+        self.centroids = centroids
+        self.error = error
+        self.shares = shares
+
+
+class _Lloyd:
+    """Lloyd's iterations on one weighted point set; what every run shares is computed once."""
+
+    def __init__(self, points: np.ndarray, weights: np.ndarray) -> None:
+        self.points = points.astype(np.float32)
+        self.weights = weights
+        self.snapped = exact.with_ones(exact.snap(self.points))
+        # Squared distances in snapped units are |x|^2 + 2 * score (see exact.closest).
+        self.squares = (self.snapped[:, :-1].astype(np.float64) ** 2).sum(axis=1)
+        # Integer counts times integer squares: exact in float64 in any order.
+        self.spread = float(np.einsum("i,i", weights, self.squares))
+        self.weighted = [weights * self.points[:, c] for c in range(self.points.shape[1])]
+
+    def assign(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Labels, scores and the weighted squared error of ``centroids``."""
+        labels, score = exact.closest(self.snapped, exact.snap(centroids))
+        return labels, score, self.spread + 2 * float(np.einsum("i,i", self.weights, score))
+
+    def shares(self, score: np.ndarray) -> np.ndarray:
+        """Each point's weighted squared error (exact integers in float64)."""
+        return self.weights * (self.squares + 2 * score.astype(np.float64))
+
+    def run(self, centroids: np.ndarray, max_iter: int, tol: float) -> _State:
+        """Up to ``max_iter`` steps from ``centroids``; the state of the centroids returned."""
+        k, channels = centroids.shape
+        centroids = centroids.astype(np.float32)
+        relaxation, error, final = RELAXATION, np.inf, False
+        labels, score, new_error = self.assign(centroids)
+        for step in range(max_iter):
+            if new_error > error:
+                relaxation = 1.0
+            # The last step is a plain one: over-relaxed steps overshoot the
+            # means, by up to 0.9 times their distance near convergence.
+            final = final or step == max_iter - 1
+            error = new_error
+            mass = np.bincount(labels, weights=self.weights, minlength=k)
+            means = np.empty((k, channels), dtype=np.float64)
+            for c in range(channels):
+                means[:, c] = np.bincount(labels, weights=self.weighted[c], minlength=k)
+            empty = mass == 0
+            means[~empty] /= mass[~empty, None]
+            updated = centroids + (1.0 if final else relaxation) * (means - centroids)
+            if empty.any():
+                _reseed(updated, empty, self.points, self.shares(score))
+            shift = float(np.abs(updated - centroids).max())
+            centroids = updated.astype(np.float32)
+            labels, score, new_error = self.assign(centroids)
+            if final:
+                break
+            final = shift <= tol or error - new_error <= _CONVERGED * new_error
+        return _State(centroids, new_error, self.shares(score))
+
+
+def _swaps(
+    fit: _Lloyd, state: _State, rng: np.random.Generator, max_iter: int, tol: float
+) -> _State:
+    """Random swap local search (Fränti and Kivijärvi, 2000) from a converged ``state``.
+
+    Each trial moves a centroid drawn uniformly onto a point drawn with
+    probability proportional to its weighted squared error (where the
+    clustering serves worst), runs _SWAP_STEPS Lloyd steps and keeps the
+    result only if its weighted error is lower; a kept swap is then run to
+    convergence. Errors are exact, so the same swaps are kept on every
+    machine.
+    """
+    k = len(state.centroids)
+    n = len(fit.points)
+    if k < 2 or n <= k:
+        return state
+    trials = min(_SWAP_TRIALS, _SWAP_WORK // (n * k * (_SWAP_STEPS + 1)))
+    draw = _Sampler(n)
+    for _ in range(trials):
+        draw.mass[:] = state.shares
+        where = draw(rng.random(1))
+        victim = int(rng.integers(k))
+        if where is None:  # every point sits on a centroid
+            break
+        candidate = state.centroids.copy()
+        candidate[victim] = fit.points[int(where[0])]
+        trial = fit.run(candidate, _SWAP_STEPS, tol)
+        if trial.error < state.error:
+            state = fit.run(trial.centroids, max_iter, tol)
+    return state
 
 
 def _seed_stage(stages: list, values: np.ndarray, k: int) -> int:
@@ -547,23 +502,3 @@ def _stages(colours: np.ndarray, weights: np.ndarray, values: np.ndarray):
         if len(grids) == 4:  # the finest grid ends the sequence
             return
     yield values, weights
-
-
-def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Index of the nearest palette entry for each colour (exact, Euclidean).
-
-    Integer colours and palette (8-bit channels) are ranked exactly by a
-    matrix product (:func:`_closest`), faster than a k-d tree at up to 256
-    entries; ties go to the lower index. Float values (colours in Oklab)
-    go through :func:`scipy.cluster.vq.vq` up to 64 entries and a k-d tree
-    over the palette above, both exact.
-    """
-    if colours.dtype.kind in "ui" and palette.dtype.kind in "ui":
-        return _closest(_with_ones(colours.astype(np.float32)), palette.astype(np.float32))[0]
-    x = colours.astype(np.float32)
-    p = palette.astype(np.float32)
-    if len(p) <= _VQ_UP_TO:
-        return vq(x, p, check_finite=False)[0]
-    from scipy.spatial import cKDTree
-
-    return cKDTree(p).query(x, workers=-1)[1]

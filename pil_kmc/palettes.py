@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImagePalette
 
-from . import kmeans, layout, pixels, quantize
+from . import exact, kmeans, layout, pixels, quantize
 
 #: What :func:`shared_palette` and :func:`image_histogram` take: an image or a path.
 ImageSource = Image.Image | str | os.PathLike | bytes
@@ -310,13 +310,13 @@ def remap(
     hist = quantize.histogram(array)
     colours = quantize.key_colours(hist.unique, channels)
     if colorspace == "oklab" and channels >= 3:
-        labels = kmeans.nearest(quantize.to_oklab(colours), quantize.to_oklab(palette))
+        labels = exact.nearest(quantize.to_oklab(colours), quantize.to_oklab(palette))
     else:
-        labels = kmeans.nearest(colours, palette)
+        labels = exact.nearest(colours, palette)
     labels = labels.astype(np.uint8)
     if _has_alpha(channels):
         clear = np.flatnonzero(palette[:, -1] == 0)
         if len(clear):
             labels[colours[:, -1] == 0] = clear[0]
-    indices = quantize._lookup(hist.keys, hist.unique, labels, channels).reshape(h, w)
+    indices = quantize.lookup(array, hist.unique, labels)
     return quantize.Quantized(palette, indices), channels

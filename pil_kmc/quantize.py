@@ -3,7 +3,7 @@
 The pipeline, each step vectorised:
 
 0. a palette image that uses no more entries than clusters keeps its own
-   palette and indices (:func:`exact`), and the steps below are skipped;
+   palette and indices (:func:`own_palette`), and the steps below are skipped;
 1. pack every pixel's channels into one integer key;
 2. histogram the keys (distinct colours and their counts);
 3. if there are no more distinct colours than clusters, the palette is the
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kmeans
+from . import exact, kmeans
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,20 @@ def key_colours(keys: np.ndarray, channels: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Histogram:
-    """Every pixel's key, and the distinct keys (sorted) with their counts."""
+    """The distinct keys (sorted) of an image's pixels and how often each occurs."""
 
-    keys: np.ndarray
     unique: np.ndarray
     counts: np.ndarray
 
 
 def histogram(pixels: np.ndarray) -> Histogram:
-    """The colour histogram of a (h, w, C) uint8 image."""
-    keys = pixel_keys(pixels)
-    return Histogram(keys, *kmeans.colour_histogram(keys))
+    """The colour histogram of a (h, w, C) uint8 image.
+
+    The keys are sorted in place and dropped: the index plane is looked up
+    from the pixels again, a block at a time (:func:`lookup`), so that no
+    per-pixel array but the pixels and the index plane outlives this.
+    """
+    return Histogram(*kmeans.colour_histogram(pixel_keys(pixels), overwrite=True))
 
 
 def quantize(
@@ -76,8 +79,8 @@ def quantize(
     *,
     hist: Histogram | None = None,
     seed: int = 0,
-    max_iter: int = kmeans.DEFAULT_MAX_ITER,
-    tol: float = kmeans.DEFAULT_TOL,
+    max_iter: int | None = None,
+    tol: float | None = None,
     colorspace: str = "rgb",
     dither: float = 0.0,
     own: Quantized | None = None,
@@ -87,7 +90,7 @@ def quantize(
     Images with no more distinct colours than ``clusters`` come back exactly.
     ``own``, the image's own palette (up to 256 entries) and indices (a ``P``
     image's), is kept index for index if no more than ``clusters`` of its
-    entries are used (see :func:`exact`).
+    entries are used (see :func:`own_palette`).
     With an alpha channel (C = 2 or 4), fully transparent pixels must already
     have all channels zero (:mod:`pil_kmc.pixels` does that); they then keep
     one exact palette entry of their own. ``colorspace="oklab"`` clusters
@@ -98,10 +101,10 @@ def quantize(
     quantized several times.
     """
     h, w, channels = pixels.shape
-    if own is not None and (kept := exact(own, clusters)) is not None:
+    if own is not None and (kept := own_palette(own, clusters)) is not None:
         return kept
     hist = hist or histogram(pixels)
-    keys, unique, counts = hist.keys, hist.unique, hist.counts
+    unique, counts = hist.unique, hist.counts
     colours = key_colours(unique, channels)
     if len(unique) <= clusters:
         palette, labels = colours, np.arange(len(unique))
@@ -114,12 +117,12 @@ def quantize(
     palette = palette[order]
     if dither:
         return Quantized(palette, dithered(pixels, palette, float(dither)))
-    indices = _lookup(keys, unique, rank[labels], channels).reshape(h, w)
+    indices = lookup(pixels, unique, rank[labels])
     # Exact gray levels in ascending order are an L image's own "palette".
     return Quantized(palette, indices, user_order=channels == 1 and len(unique) <= clusters)
 
 
-def exact(own: Quantized, clusters: int) -> Quantized | None:
+def own_palette(own: Quantized, clusters: int) -> Quantized | None:
     """A palette image as it is, if it uses no more than ``clusters`` entries; else None.
 
     The whole palette is kept, unused entries included, as PNG-8 keeps it,
@@ -158,9 +161,9 @@ def _cluster(colours, counts, clusters, channels, seed, max_iter, tol, colorspac
     )
     palette = from_space(centroids)
     if colorspace == "rgb":  # integers: the exact matrix-product ranking applies
-        labels = kmeans.nearest(visible, palette)
+        labels = exact.nearest(visible, palette)
     else:
-        labels = kmeans.nearest(values, to_space(palette))
+        labels = exact.nearest(values, to_space(palette))
     if transparent:
         palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
         labels = np.r_[0, labels + 1]
@@ -304,7 +307,7 @@ def to_oklab(colours: np.ndarray) -> np.ndarray:
     """(M, 3 or 4) uint8 sRGB(A) -> float32 Oklab(A) times 255."""
     c = colours[:, :3].astype(np.float64) / 255
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    lab = kmeans.matmul(np.cbrt(kmeans.matmul(linear, _M1.T)), _M2.T) * 255
+    lab = exact.matmul(np.cbrt(exact.matmul(linear, _M1.T)), _M2.T) * 255
     return np.hstack([lab, colours[:, 3:].astype(np.float64)]).astype(np.float32)
 
 
@@ -328,10 +331,25 @@ def _rgb_palette(centroids: np.ndarray) -> np.ndarray:
 _SPACES = {"rgb": (_rgb_values, _rgb_palette), "oklab": (to_oklab, from_oklab)}
 
 
-def _lookup(keys: np.ndarray, unique: np.ndarray, labels: np.ndarray, channels: int) -> np.ndarray:
-    """Index of every pixel, given the label of every distinct key."""
-    if channels <= 3:
+# Pixels looked up per block: their keys (4 bytes each) stay small next to the image.
+_LOOKUP_BLOCK = 1 << 18
+
+
+def lookup(pixels: np.ndarray, unique: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The (h, w) index plane of ``pixels``, given the label of every distinct key."""
+    h, w, channels = pixels.shape
+    flat = pixels.reshape(-1, channels)
+    out = np.empty(h * w, dtype=np.uint8)
+    table = None
+    if channels <= 3:  # a direct table over every key (16 MB at 3 channels)
         table = np.zeros(1 << (8 * channels), dtype=np.uint8)
         table[unique] = labels
-        return table[keys]
-    return labels[np.searchsorted(unique, keys)]
+    for start in range(0, h * w, _LOOKUP_BLOCK):
+        block = flat[start : start + _LOOKUP_BLOCK]
+        keys = pixel_keys(block[:, None, :]).reshape(-1)
+        part = out[start : start + _LOOKUP_BLOCK]
+        if table is not None:
+            np.take(table, keys, out=part)
+        else:
+            part[:] = labels[np.searchsorted(unique, keys)]
+    return out.reshape(h, w)

@@ -179,6 +179,29 @@ def test_quantizing_leaves_blas_worker_threads_asleep(colorspace):
     y, x = np.mgrid[0:384, 0:384]
     smooth = np.stack([x * 0.6, y * 0.6, (x + y) * 0.3], axis=2)
     pixels = np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
+    # Loading scipy's own OpenBLAS (on the first Oklab save of a process)
+    # starts its threads once; that is an import, not the clustering.
+    quantize.quantize(pixels[::8, ::8], 256, colorspace=colorspace)
+    time.sleep(0.3)
     before = _other_threads_cpu_ns()
     quantize.quantize(pixels, 256, colorspace=colorspace)
     assert _other_threads_cpu_ns() - before < 1_000_000
+
+
+def test_memory_per_pixel_stays_small():
+    # Beyond the pixels, the peak is the index plane (1 byte a pixel) or the
+    # histogram's keys (4 bytes) and one flag a pixel: the keys are sorted in
+    # place and dropped, and the lookup makes them again a block at a time.
+    # Keeping them and sorting a copy took 10 bytes a pixel.
+    import tracemalloc
+
+    y, x = np.mgrid[0:256, 0:256]
+    tile = np.stack([x, y, (x + y) // 2 ^ (x * 7 % 13)], axis=2).astype(np.uint8)
+    pixels = np.tile(tile, (8, 8, 1))  # 4.2 megapixels, 65,536 colours
+    tracemalloc.start()
+    try:
+        quantize.quantize(pixels, 16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak / (pixels.shape[0] * pixels.shape[1]) < 8
