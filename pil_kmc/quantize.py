@@ -193,7 +193,8 @@ def cooccurrence_order(result: Quantized) -> np.ndarray:
     Counts how often each pair of entries touch (horizontally or
     vertically) and grows a chain from the most frequent entry, each step
     appending, at either end, the unused entry that touches that end most.
-    Used by ``optimize=True`` as an alternative to the brightness order.
+    The coding policy (:mod:`pil_kmc.coding`) uses it for palettes of 17
+    entries or more.
     """
     k = result.k
     a = result.indices.astype(np.int64)

@@ -116,33 +116,6 @@ def test_cooccurrence_order_is_a_permutation_and_reorder_keeps_the_image(a):
     assert np.array_equal(rebuild(quantize.reorder(q, order)), rebuild(q))
 
 
-def chain_by_definition(q: quantize.Quantized) -> list[int]:
-    """cooccurrence_order's rule, spelled out: touch counts, then a greedy chain."""
-    k, a = q.k, q.indices.astype(int)
-    touch = np.zeros((k, k), int)
-    for x, y in ((a[:, 1:], a[:, :-1]), (a[1:], a[:-1])):
-        np.add.at(touch, (x.ravel(), y.ravel()), 1)
-    touch = touch + touch.T
-    chain = [int(np.argmax(np.bincount(a.ravel(), minlength=k)))]
-    while len(chain) < k:
-
-        def best(end):  # (touch count, -entry): ties go to the lower entry
-            return max((touch[end, e], -e) for e in range(k) if e not in chain)
-
-        right, left = best(chain[-1]), best(chain[0])
-        if right[0] >= left[0]:  # ties go to the right end
-            chain.append(-right[1])
-        else:
-            chain.insert(0, -left[1])
-    return chain
-
-
-@given(st.integers(1, 3).flatmap(lambda c: arrays(c, max_colours=40)))
-def test_cooccurrence_order_follows_its_definition(a):
-    q = quantize.quantize(a, 256)
-    assert quantize.cooccurrence_order(q).tolist() == chain_by_definition(q)
-
-
 def test_cooccurrence_order_puts_touching_entries_side_by_side():
     # Only entries 0 and 2 occur, always side by side; 1 and 3 are unused.
     q = quantize.Quantized(
