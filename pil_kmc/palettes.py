@@ -167,15 +167,14 @@ def palette_from_histogram(
         palette, labels = colours, np.arange(len(colours))
     else:
         space = options.colorspace if channels >= 3 else "rgb"
-        palette, labels = quantize._cluster(
+        palette, labels = quantize.cluster(
             colours,
             hist.counts,
             options.clusters,
-            channels,
-            options.seed,
-            options.max_iter,
-            options.tol,
-            space,
+            seed=options.seed,
+            max_iter=options.max_iter,
+            tol=options.tol,
+            colorspace=space,
         )
     return palette[quantize.palette_order(palette, labels, hist.counts)]
 

@@ -111,7 +111,9 @@ def quantize(
         dither = False  # every colour is exact: there is no error to diffuse
     else:
         space = colorspace if channels >= 3 else "rgb"
-        palette, labels = _cluster(colours, counts, clusters, channels, seed, max_iter, tol, space)
+        palette, labels = cluster(
+            colours, counts, clusters, seed=seed, max_iter=max_iter, tol=tol, colorspace=space
+        )
     order = palette_order(palette, labels, counts)
     rank = _rank(order, len(palette))
     palette = palette[order]
@@ -146,8 +148,23 @@ def _rank(order: np.ndarray, size: int) -> np.ndarray:
     return rank
 
 
-def _cluster(colours, counts, clusters, channels, seed, max_iter, tol, colorspace):
-    """Palette (uint8) and the label of every distinct colour, by k-means."""
+def cluster(
+    colours: np.ndarray,
+    counts: np.ndarray,
+    clusters: int,
+    *,
+    seed: int = 0,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    colorspace: str = "rgb",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Palette (uint8) and the label of every distinct colour, by k-means.
+
+    ``colours`` (M, C) are distinct, sorted by key, ``counts`` their pixels.
+    With alpha, an all-zero first colour (the transparent pixels) keeps an
+    exact entry of its own and the rest share the other ``clusters - 1``.
+    """
+    channels = colours.shape[1]
     has_alpha = channels in (2, 4)
     transparent = has_alpha and clusters > 1 and not colours[0].any()
     if transparent:  # keys are sorted, so an all-zero colour comes first
