@@ -35,7 +35,7 @@ SNAP_RANGE = (-128, 383)
 # Matrix products are cut into blocks of at most this many multiply-adds, and
 # dot products of long vectors summed in blocks, so that OpenBLAS (numpy's)
 # computes them all in the calling thread: it hands larger ones to worker
-# threads, which then spin for about 0.1 s waiting for more and take the
+# threads, which then spin for a while waiting for more and take the
 # second core from the index coder that follows. The scores of a block also
 # stay in cache, which makes the blocked product faster than one whole one
 # even in a single thread (measured against threadpoolctl's

@@ -58,14 +58,14 @@ DEFAULT_TOL = 0.01
 RELAXATION = 1.9
 _SEED_POINTS_PER_CLUSTER = 32
 # A stage has also converged once a step lowers the weighted squared error by
-# less than this fraction (0.0004 dB): the steps after it would gain less.
+# less than this fraction: the steps after it would gain less.
 _CONVERGED = 1e-4
 # The work (point-centroid distances, plus _STEP_OVERHEAD per point for the
 # bincounts and the Python around them) a stage may spend, which caps its steps
 # where points times clusters are many: the seeding stage's and each finer
 # one's. The cap is a time budget: a 512 x 512 photograph at k = 256 must
-# save within pngquant --speed 4's time (bench/kmeans.py), and four times
-# these caps gain only about 0.02 dB there; never fewer than _MIN_STEPS.
+# save within pngquant --speed 4's time (bench/kmeans.py), and larger caps
+# gain little there (docs/bench-results.md); never fewer than _MIN_STEPS.
 _SEED_STAGE_WORK = 100_000_000
 _STAGE_WORK = 80_000_000
 _MIN_STEPS = 2
