@@ -9,7 +9,7 @@ finding fatal: ``-fno-sanitize-recover``) into a temporary copy of the
 package, then, in a child process that preloads the ASan runtime, feeds the
 decoders mutated streams directly, past the CRCs that would stop most of
 them in a file: valid ``context`` (method 4) and ``strips`` (method 5)
-streams and packed rows, mutated by bit flips, byte edits, truncation,
+streams and packed rows (and the error diffusion random pixels and palettes), mutated by bit flips, byte edits, truncation,
 duplicated and dropped spans and lying strip tables, and decoded against
 random header fields (width, height, k, bit depth), with and without
 ``partial``. A sanitizer report ends the child with a non-zero status and
@@ -58,6 +58,8 @@ for w, h in [(1, 1), (1, 40), (40, 1), (7, 5), (33, 20), (64, 64), (300, 230), (
         depth = next(d for d in (1, 2, 4, 8) if k <= 1 << d)
         from pil_kmc import codec
         seeds.append(("packed", w, h, k, codec.pack_rows(p, depth)))
+for w, h in [(1, 1), (13, 7), (64, 40), (1, 90)]:  # error diffusion: pixels and palettes
+    seeds.append(("dither", w, h, 256, r.randbytes(w * h * 4 + 1024)))
 big = plane(300, 600, 9)
 seeds.append(("strips", 300, 600, 9, context.encode_strips(big, 9, rows=256)))
 
@@ -107,13 +109,21 @@ for i in range(n):
             a = r.randrange(strips + 1)
             b = r.randrange(a, strips + 1)
             code = _kmc.strips_decode(data, w, h, k, partial, a, b, out)
+    elif kind == "dither":
+        channels = r.randrange(1, 5)
+        pal = data[: channels * r.randrange(1, 257)]
+        pal = pal[: len(pal) // channels * channels] or bytes(channels)
+        pix = (data * (1 + w * h * channels // max(1, len(data))))[: w * h * channels]
+        pix = pix or bytes(w * h * channels)
+        _kmc.dither(pix, w, h, channels, pal, r.randrange(257), out)
+        code = _kmc.OK
     else:
         depth = r.choice((1, 2, 4, 8))
         size = (w * depth + 7) // 8 * h
         data = (data + bytes(size))[:size]
         code = _kmc.unpack_rows(data, w, h, depth, k, out)
     counts[(kind, code)] = counts.get((kind, code), 0) + 1
-    if code == _kmc.OK and kind != "packed":
+    if code == _kmc.OK and kind in ("context", "strips"):
         assert max(out, default=0) < k, (kind, w, h, k)
     if (i + 1) % 200_000 == 0:
         print(f"{i + 1:,} inputs, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
