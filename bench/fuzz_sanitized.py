@@ -9,8 +9,9 @@ finding fatal: ``-fno-sanitize-recover``) into a temporary copy of the
 package, then, in a child process that preloads the ASan runtime, feeds the
 decoders mutated streams directly, past the CRCs that would stop most of
 them in a file: valid ``context`` (method 4) and ``strips`` (method 5)
-streams and packed rows (and the error diffusion random pixels and palettes), mutated by bit flips, byte edits, truncation,
-duplicated and dropped spans and lying strip tables, and decoded against
+streams and packed rows (and the error diffusion random pixels and
+palettes), mutated by bit flips, byte edits, truncation, duplicated and
+dropped spans and lying strip tables, and decoded against
 random header fields (width, height, k, bit depth), with and without
 ``partial``. A sanitizer report ends the child with a non-zero status and
 the report on stderr; otherwise every input must decode or return an error
