@@ -26,11 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import codec, context, layout, parallel
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .quantize import Quantized
 
 #: Pixels above which an image is coded for speed (see POLICY).
@@ -102,15 +102,13 @@ def code(
     ``keep_order`` keeps the palette order as it is (an image whose indices
     mean something to its user).
     """
-    from . import quantize
-
     chosen = plan(result.indices.size, optimize=optimize, compression=compression)
     orders = [result]
     if not keep_order and compression is None and result.k >= REORDER_FROM:
-        reordered = quantize.reorder(result, quantize.cooccurrence_order(result))
+        reordered = reorder(result, cooccurrence_order(result))
         orders = [result, reordered] if chosen.both_orders else [reordered]
     elif not keep_order and chosen.both_orders and result.k > 2:
-        orders.append(quantize.reorder(result, quantize.cooccurrence_order(result)))
+        orders.append(reorder(result, cooccurrence_order(result)))
     best: Coded | None = None
     for candidate_result in orders:
         method, depth, stream = smallest(
@@ -151,3 +149,44 @@ def smallest(
         streams = parallel.in_threads([lambda job=job: run(*job) for job in jobs])
     best = min(range(len(jobs)), key=lambda i: (len(streams[i]), i))
     return jobs[best][0].method, jobs[best][1], streams[best]
+
+
+def cooccurrence_order(result: Quantized) -> np.ndarray:
+    """A palette order that puts entries seen side by side next to each other.
+
+    Counts how often each pair of entries touch (horizontally or
+    vertically) and grows a chain from the most frequent entry, each step
+    appending, at either end, the unused entry that touches that end most.
+    The policy uses it for palettes of :data:`REORDER_FROM` entries or more.
+    """
+    k = result.k
+    a = result.indices.astype(np.int64)
+    touch = np.zeros(k * k, dtype=np.int64)
+    for x, y in ((a[:, 1:], a[:, :-1]), (a[1:], a[:-1])):
+        touch += np.bincount((x * k + y).ravel(), minlength=k * k)
+    touch = touch.reshape(k, k)
+    touch = touch + touch.T
+    np.fill_diagonal(touch, -1)
+    start = int(np.argmax(np.bincount(a.ravel(), minlength=k)))
+    touch[:, start] = -2  # an entry in the chain is never appended again
+    chain = [start]
+    for _ in range(k - 1):
+        right, left = touch[chain[-1]], touch[chain[0]]
+        at_right, at_left = int(right.argmax()), int(left.argmax())
+        if right[at_right] >= left[at_left]:
+            entry = at_right
+            chain.append(entry)
+        else:
+            entry = at_left
+            chain.insert(0, entry)
+        touch[:, entry] = -2
+    return np.array(chain)
+
+
+def reorder(result: Quantized, order: np.ndarray) -> Quantized:
+    """The same image with palette entries in ``order`` (a permutation of range(k))."""
+    from .quantize import Quantized
+
+    rank = np.zeros(result.k, dtype=np.uint8)
+    rank[order] = np.arange(len(order), dtype=np.uint8)
+    return Quantized(result.palette[order], rank[result.indices])

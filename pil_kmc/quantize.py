@@ -204,44 +204,6 @@ def palette_order(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray) -
     return order[used[order]]
 
 
-def cooccurrence_order(result: Quantized) -> np.ndarray:
-    """A palette order that puts entries seen side by side next to each other.
-
-    Counts how often each pair of entries touch (horizontally or
-    vertically) and grows a chain from the most frequent entry, each step
-    appending, at either end, the unused entry that touches that end most.
-    The coding policy (:mod:`pil_kmc.coding`) uses it for palettes of 17
-    entries or more.
-    """
-    k = result.k
-    a = result.indices.astype(np.int64)
-    touch = np.zeros(k * k, dtype=np.int64)
-    for x, y in ((a[:, 1:], a[:, :-1]), (a[1:], a[:-1])):
-        touch += np.bincount((x * k + y).ravel(), minlength=k * k)
-    touch = touch.reshape(k, k)
-    touch = touch + touch.T
-    np.fill_diagonal(touch, -1)
-    start = int(np.argmax(np.bincount(a.ravel(), minlength=k)))
-    touch[:, start] = -2  # an entry in the chain is never appended again
-    chain = [start]
-    for _ in range(k - 1):
-        right, left = touch[chain[-1]], touch[chain[0]]
-        at_right, at_left = int(right.argmax()), int(left.argmax())
-        if right[at_right] >= left[at_left]:
-            entry = at_right
-            chain.append(entry)
-        else:
-            entry = at_left
-            chain.insert(0, entry)
-        touch[:, entry] = -2
-    return np.array(chain)
-
-
-def reorder(result: Quantized, order: np.ndarray) -> Quantized:
-    """The same image with palette entries in ``order`` (a permutation of range(k))."""
-    return Quantized(result.palette[order], _rank(order, result.k)[result.indices])
-
-
 def mse(pixels: np.ndarray, result: Quantized) -> float:
     """Mean squared error per channel of the quantized image against ``pixels``."""
     palette = result.palette

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from pil_kmc import codec, coding, context, encoder, layout, quantize
 from pil_kmc.coding import Candidate
 from pil_kmc.layout import Header
+
+from .strategies import arrays
 
 
 def test_smallest_tries_every_candidate_and_reports_its_choice():
@@ -60,7 +64,7 @@ def test_many_colours_are_ordered_by_cooccurrence_and_few_keep_their_order():
     a = np.repeat(np.repeat(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), 4, 0), 4, 1)
     result, _ = encoder.quantize_image(Image.fromarray(a), encoder.save_options({"clusters": 64}))
     coded = coding.code(result)
-    by_cooccurrence = quantize.reorder(result, quantize.cooccurrence_order(result))
+    by_cooccurrence = coding.reorder(result, coding.cooccurrence_order(result))
     assert np.array_equal(coded.palette, by_cooccurrence.palette)
     assert np.array_equal(coded.palette[coded.indices], result.palette[result.indices])
     kept = coding.code(result, keep_order=True)
@@ -75,3 +79,25 @@ def test_forced_compression_is_used_as_it_is():
     for method in layout.COMPRESSION_NAMES:
         coded = coding.code(result, compression=method)
         assert coded.method == method and coded.indices is plane
+
+
+def quantized_pixels(q: quantize.Quantized) -> np.ndarray:
+    return q.palette[q.indices]
+
+
+@given(st.integers(1, 4).flatmap(lambda c: arrays(c, max_colours=30)))
+def test_cooccurrence_order_is_a_permutation_and_reorder_keeps_the_image(a):
+    q = quantize.quantize(a, 256)
+    order = coding.cooccurrence_order(q)
+    assert sorted(order.tolist()) == list(range(q.k))
+    assert np.array_equal(quantized_pixels(coding.reorder(q, order)), quantized_pixels(q))
+
+
+def test_cooccurrence_order_puts_touching_entries_side_by_side():
+    # Only entries 0 and 2 occur, always side by side; 1 and 3 are unused.
+    q = quantize.Quantized(
+        np.arange(4, dtype=np.uint8)[:, None] * 60,
+        np.array([[0, 2, 0, 2], [1, 3, 1, 3]] * 3, np.uint8)[::2],
+    )
+    order = coding.cooccurrence_order(q).tolist()
+    assert abs(order.index(0) - order.index(2)) == 1

@@ -108,24 +108,6 @@ def test_psnr_of_an_exact_result_is_infinite():
     assert quantize.psnr(a, quantize.quantize(a, 4)) == float("inf")
 
 
-@given(st.integers(1, 4).flatmap(lambda c: arrays(c, max_colours=30)))
-def test_cooccurrence_order_is_a_permutation_and_reorder_keeps_the_image(a):
-    q = quantize.quantize(a, 256)
-    order = quantize.cooccurrence_order(q)
-    assert sorted(order.tolist()) == list(range(q.k))
-    assert np.array_equal(rebuild(quantize.reorder(q, order)), rebuild(q))
-
-
-def test_cooccurrence_order_puts_touching_entries_side_by_side():
-    # Only entries 0 and 2 occur, always side by side; 1 and 3 are unused.
-    q = quantize.Quantized(
-        np.arange(4, dtype=np.uint8)[:, None] * 60,
-        np.array([[0, 2, 0, 2], [1, 3, 1, 3]] * 3, np.uint8)[::2],
-    )
-    order = quantize.cooccurrence_order(q).tolist()
-    assert abs(order.index(0) - order.index(2)) == 1
-
-
 def _other_threads_cpu_ns() -> int:
     """CPU time so far of this process's threads other than the calling one (Linux)."""
     me, total = str(threading.get_native_id()), 0
