@@ -160,14 +160,9 @@ def cooccurrence_order(result: Quantized) -> np.ndarray:
     The policy uses it for palettes of :data:`REORDER_FROM` entries or more.
     """
     k = result.k
-    a = result.indices.astype(np.int64)
-    touch = np.zeros(k * k, dtype=np.int64)
-    for x, y in ((a[:, 1:], a[:, :-1]), (a[1:], a[:-1])):
-        touch += np.bincount((x * k + y).ravel(), minlength=k * k)
-    touch = touch.reshape(k, k)
-    touch = touch + touch.T
+    touch, counts = _touch_counts(result.indices, k)
     np.fill_diagonal(touch, -1)
-    start = int(np.argmax(np.bincount(a.ravel(), minlength=k)))
+    start = int(np.argmax(counts))
     touch[:, start] = -2  # an entry in the chain is never appended again
     chain = [start]
     for _ in range(k - 1):
@@ -190,3 +185,26 @@ def reorder(result: Quantized, order: np.ndarray) -> Quantized:
     rank = np.zeros(result.k, dtype=np.uint8)
     rank[order] = np.arange(len(order), dtype=np.uint8)
     return Quantized(result.palette[order], rank[result.indices])
+
+
+# Rows per block of the touch counts: the pair codes of a block are wide
+# integers, so blocks keep them small whatever the image's size.
+_TOUCH_BLOCK_PIXELS = 1 << 20
+
+
+def _touch_counts(indices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """How often entries i and j touch (symmetric k x k), and how often each occurs."""
+    height, width = indices.shape
+    rows = max(1, _TOUCH_BLOCK_PIXELS // max(1, width))
+    touch = np.zeros(k * k, dtype=np.int64)
+    counts = np.zeros(k, dtype=np.int64)
+    for top in range(0, height, rows):
+        # The block and the row below it, so that vertical pairs across blocks count once.
+        block = indices[top : top + rows + 1].astype(np.intp)
+        inner = block[: rows]
+        counts += np.bincount(inner.ravel(), minlength=k)
+        touch += np.bincount((inner[:, 1:] * k + inner[:, :-1]).ravel(), minlength=k * k)
+        if len(block) > 1:
+            touch += np.bincount((block[1:] * k + block[:-1]).ravel(), minlength=k * k)
+    touch = touch.reshape(k, k)
+    return touch + touch.T, counts

@@ -101,3 +101,12 @@ def test_cooccurrence_order_puts_touching_entries_side_by_side():
     )
     order = coding.cooccurrence_order(q).tolist()
     assert abs(order.index(0) - order.index(2)) == 1
+
+
+def test_cooccurrence_order_is_the_same_counted_in_blocks_of_rows(monkeypatch):
+    rng = np.random.default_rng(9)
+    indices = np.kron(rng.integers(0, 30, (12, 9)), np.ones((5, 7), np.int64)).astype(np.uint8)
+    q = quantize.Quantized(np.zeros((30, 3), np.uint8), indices)
+    whole = coding.cooccurrence_order(q)
+    monkeypatch.setattr(coding, "_TOUCH_BLOCK_PIXELS", 2 * indices.shape[1] + 1)
+    assert np.array_equal(coding.cooccurrence_order(q), whole)
