@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def kpal(path: Path) -> bytes:
     with Image.open(path) as im:
+        im.load()  # the palette, decoded (before loading Pillow keeps it raw)
         return bytes(im.palette.tobytes()) if im.mode == "P" else b""
 
 
