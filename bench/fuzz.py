@@ -305,7 +305,16 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=1_000_000, help="inputs to try")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", choices=("both", "bytes", "structure"), default="both")
+    parser.add_argument(
+        "--sanitize",
+        action="store_true",
+        help="instead: the compiled codec under ASan and UBSan (bench/fuzz_sanitized.py)",
+    )
     args = parser.parse_args()
+    if args.sanitize:
+        import fuzz_sanitized
+
+        return fuzz_sanitized.main(["-n", str(args.n), "--seed", str(args.seed)])
     r = random.Random(args.seed)
     corpus = seeds()
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS

@@ -64,33 +64,14 @@ for w, h in [(1, 1), (13, 7), (64, 40), (1, 90)]:  # error diffusion: pixels and
 big = plane(300, 600, 9)
 seeds.append(("strips", 300, 600, 9, context.encode_strips(big, 9, rows=256)))
 
+sys.path.insert(0, sys.argv[3])  # bench/: the byte mutator of the main fuzzer
+from fuzz import mutate_bytes
+
+
 def mutate(data):
-    d = bytearray(data)
-    for _ in range(r.choice((1, 1, 2, 3, 6))):
-        op = r.randrange(8)
-        if not d:
-            d += r.randbytes(r.randrange(1, 16))
-            continue
-        i = r.randrange(len(d))
-        if op == 0:
-            d[i] ^= 1 << r.randrange(8)
-        elif op == 1:
-            d[i] = r.randrange(256)
-        elif op == 2:
-            del d[i:]
-        elif op == 3:
-            j = min(len(d), i + r.randrange(1, 64))
-            d[i:i] = d[i:j]
-        elif op == 4:
-            del d[i : i + r.randrange(1, 32)]
-        elif op == 5:  # a lying length or state
-            d[i : i + 4] = r.choice((b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\0\0\0\0",
-                                     b"\0\x01\0\0", r.randbytes(4)))
-        elif op == 6:
-            d += r.randbytes(r.randrange(1, 16))
-        else:  # the strip table's rows field
-            d[0:4] = r.randrange(0, 1 << 20).to_bytes(4, "big")
-    return bytes(d)
+    if data and r.random() < 0.15:  # the strip table's rows field, which framing keeps
+        data = r.randrange(0, 1 << 20).to_bytes(4, "big") + data[4:]
+    return mutate_bytes(data, r)
 
 counts = {}
 start = time.perf_counter()
@@ -152,11 +133,11 @@ def build(workdir: Path) -> Path:
     return workdir
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=1_000_000, help="inputs to try")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     runtime = subprocess.run(
         ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -171,7 +152,9 @@ def main() -> int:
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
         }
         child = subprocess.run(
-            [sys.executable, "-c", CHILD, str(args.n), str(args.seed)], env=env, cwd=tmp
+            [sys.executable, "-c", CHILD, str(args.n), str(args.seed), str(ROOT / "bench")],
+            env=env,
+            cwd=tmp,
         )
     if child.returncode:
         print(f"the sanitized child failed (exit {child.returncode}): see the report above")
