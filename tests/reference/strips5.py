@@ -39,6 +39,35 @@ class _Model:
         self.state[context] = (p, n + 1 if n < 62 else n)
 
 
+class _Place:
+    """The neighbours of the pixel at column x of a row (section 5.6, "Neighbours")."""
+
+    def __init__(self, row: list[int], up: list[int], up2: list[int], x: int, width: int):
+        def above(c: int) -> int:
+            return up[c] if 0 <= c < width else 0
+
+        self.L = row[x - 1] if x >= 1 else 0
+        self.LL = row[x - 2] if x >= 2 else 0
+        self.U, self.UL, self.UR = above(x), above(x - 1), above(x + 1)
+        self.candidates = (self.L, self.U, self.UR, self.UL)
+        self.pattern = (
+            (self.L == self.U)
+            + 2 * (self.L == self.UL)
+            + 4 * (self.U == self.UL)
+            + 8 * (self.U == self.UR)
+            + 16 * (self.L == self.UR)
+            + 32 * (self.L == self.LL)
+            + 64 * (up2[x] == self.U)
+        )
+        # Section 5.6, step 1: where a run question may be asked (unless barred).
+        self.run_possible = (
+            x + RUN <= width
+            and self.L == self.U == self.UL == self.UR
+            and all(above(c) == self.L for c in range(x - 1, x + RUN + 1))
+        )
+        self.run_context = RUN_CONTEXT + (self.L == self.LL)
+
+
 def _questions(rows: list[list[int]], width: int, k: int):
     """Yield (context, answer) for a strip's plane, in coding order, as the writer asks them."""
     bits = _bits(k)
@@ -46,40 +75,23 @@ def _questions(rows: list[list[int]], width: int, k: int):
         up = rows[y - 1] if y else [0] * width
         up2 = rows[y - 2] if y > 1 else [0] * width
 
-        def above(x, up=up):
-            return up[x] if 0 <= x < width else 0
-
         barred_before = 0
         x = 0
         while x < width:
             s = row[x]
-            L = row[x - 1] if x >= 1 else 0
-            LL = row[x - 2] if x >= 2 else 0
-            U, UL, UR = above(x), above(x - 1), above(x + 1)
-            if (
-                x >= barred_before
-                and x + RUN <= width
-                and L == U == UL == UR
-                and all(above(c) == L for c in range(x - 1, x + RUN + 1))
-            ):
+            at = _Place(row, up, up2, x, width)
+            L = at.L
+            if x >= barred_before and at.run_possible:
                 run = all(row[c] == L for c in range(x, x + RUN))
-                yield RUN_CONTEXT + (L == LL), int(run)
+                yield at.run_context, int(run)
                 if run:
                     x += RUN
                     continue
                 barred_before = x + RUN
-            pattern = (
-                (L == U)
-                + 2 * (L == UL)
-                + 4 * (U == UL)
-                + 8 * (U == UR)
-                + 16 * (L == UR)
-                + 32 * (L == LL)
-                + 64 * (up2[x] == U)
-            )
+            pattern, U = at.pattern, at.U
             found = False
             seen: list[int] = []
-            for i, c in enumerate((L, U, UR, UL)):
+            for i, c in enumerate(at.candidates):
                 if c in seen:
                     continue
                 seen.append(c)
@@ -182,37 +194,19 @@ def _decode_strip(data: bytes, width: int, height: int, k: int, bits: int) -> li
         up2 = rows[y - 2] if y > 1 else [0] * width
         row: list[int] = []
 
-        def above(c, up=up):
-            return up[c] if 0 <= c < width else 0
-
         barred_before = 0
         while len(row) < width:
             xpos = len(row)
-            L = row[xpos - 1] if xpos >= 1 else 0
-            LL = row[xpos - 2] if xpos >= 2 else 0
-            U, UL, UR = above(xpos), above(xpos - 1), above(xpos + 1)
-            if (
-                xpos >= barred_before
-                and xpos + RUN <= width
-                and L == U == UL == UR
-                and all(above(c) == L for c in range(xpos - 1, xpos + RUN + 1))
-            ):
-                if answer(RUN_CONTEXT + (L == LL)):
+            at = _Place(row, up, up2, xpos, width)
+            L, U, pattern = at.L, at.U, at.pattern
+            if xpos >= barred_before and at.run_possible:
+                if answer(at.run_context):
                     row += [L] * RUN
                     continue
                 barred_before = xpos + RUN
-            pattern = (
-                (L == U)
-                + 2 * (L == UL)
-                + 4 * (U == UL)
-                + 8 * (U == UR)
-                + 16 * (L == UR)
-                + 32 * (L == LL)
-                + 64 * (up2[xpos] == U)
-            )
             value = None
             seen: list[int] = []
-            for i, c in enumerate((L, U, UR, UL)):
+            for i, c in enumerate(at.candidates):
                 if c in seen:
                     continue
                 seen.append(c)
