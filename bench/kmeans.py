@@ -43,6 +43,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's pil_kmc, not an installed one
+sys.path.insert(0, str(ROOT / "bench"))
+import run  # noqa: E402  (bench/run.py: the peers' measurement)
+
 _PATH = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
 CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(_PATH)}
 PY = sys.executable
@@ -140,15 +143,8 @@ def pngquant(src: Path, dst: Path, k: int, speed: int) -> dict:
     return measure([*cmd, str(src)])
 
 
-MEASURE = """
-import json, resource, subprocess, sys, time
-t = time.perf_counter()
-r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-err = r.stderr.decode()[-300:]
-print(json.dumps({"wall": wall, "rss_mb": rss, "rc": r.returncode, "err": err}))
-"""
+# The same whole-process measurement as bench/run.py's.
+MEASURE = run.MEASURE
 
 
 def measure(cmd: list[str]) -> dict:

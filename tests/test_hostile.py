@@ -33,6 +33,8 @@ import pil_kmc  # noqa: F401
 from pil_kmc import codec, layout
 from pil_kmc.layout import FormatError
 
+from .test_layout import chunks_of
+
 ALLOWED = (OSError, ValueError, Image.DecompressionBombError)
 
 
@@ -417,15 +419,6 @@ def test_known_chunks_after_the_index_data_obey_the_same_rules():
             open_and_load(kmc_file(xz(bytes(64)), before=before, after=after))
 
 
-def chunk_list(data: bytes) -> list[tuple[bytes, bytes]]:
-    out, pos = [], len(layout.SIGNATURE)
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos : pos + 4])
-        out.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]))
-        pos += 12 + n
-    return out
-
-
 @given(
     st.sampled_from(FILES),
     st.lists(st.tuples(st.integers(0, 10), st.binary(max_size=40)), min_size=1, max_size=3),
@@ -434,7 +427,7 @@ def chunk_list(data: bytes) -> list[tuple[bytes, bytes]]:
 def test_any_chunk_data_behind_valid_crcs_raises_only_conventional_errors(data, edits, truncated):
     # The structure-aware fuzzer's property, bounded: framing and CRCs stay
     # valid, so every check past the CRC is reached.
-    chunks = chunk_list(data)
+    chunks = chunks_of(data)
     for index, body in edits:
         kind = chunks[index % len(chunks)][0]
         chunks[index % len(chunks)] = (kind, body)
