@@ -18,7 +18,7 @@ setup(
                 "csrc/packing.c",
                 "csrc/dither.c",
             ],
-            depends=["csrc/kmc_codec.h"],
+            depends=["csrc/kmc_codec.h", "csrc/rans.h"],
             include_dirs=["csrc"],
             extra_compile_args=flags,
         )

@@ -10,10 +10,8 @@
 #include <string.h>
 
 #include "kmc_codec.h"
+#include "rans.h"
 
-#define PROB_BITS 12
-#define PROB_ONE (1u << PROB_BITS)
-#define RANS_LOW (1u << 16)
 #define FLAG_CONTEXTS 128u
 
 typedef struct {
@@ -156,8 +154,7 @@ int kmc_context_decode(const uint8_t *stream, size_t len, uint32_t width, uint32
     if (!state) { model_free(&m); return KMC_NOMEM; }
     int result = KMC_OK;
     for (size_t i = 0; i < lanes; i++) {
-        const uint8_t *s = stream + 4 * i;
-        state[i] = (uint32_t)s[0] << 24 | (uint32_t)s[1] << 16 | (uint32_t)s[2] << 8 | s[3];
+        state[i] = rans_be32(stream + 4 * i);
         if (state[i] < RANS_LOW) result = KMC_LOW_STATE;
     }
     const uint8_t *words = stream + 4 * lanes;
@@ -181,15 +178,8 @@ int kmc_context_decode(const uint8_t *stream, size_t len, uint32_t width, uint32
                     ctx = FLAG_CONTEXTS + (m.node[j] << bits) + m.left[j];
                 }
                 uint32_t row = y0 + j, lane = row % (uint32_t)lanes;
-                uint32_t x = state[lane], p0 = m.p_zero[ctx];
-                uint32_t slot = x & (PROB_ONE - 1), bit = slot >= p0;
-                x = bit ? (PROB_ONE - p0) * (x >> PROB_BITS) + slot - p0
-                        : p0 * (x >> PROB_BITS) + slot;
-                if (x < RANS_LOW) {
-                    if (ptr >= n_words) { out_of_words = 1; break; }
-                    x = x << 16 | (uint32_t)words[2 * ptr] << 8 | words[2 * ptr + 1];
-                    ptr++;
-                }
+                uint32_t x = state[lane], bit = rans_take(&x, m.p_zero[ctx]);
+                if (!rans_refill(&x, words, n_words, &ptr)) { out_of_words = 1; break; }
                 state[lane] = x;
                 m.pend_ctx[answers] = ctx;
                 m.pend_bit[answers++] = (uint8_t)bit;
@@ -286,13 +276,7 @@ int kmc_context_encode(const uint8_t *plane, uint32_t width, uint32_t height, in
     for (uint64_t t = 0; t < m.n_steps; t++) {
         offsets[t] = used;
         size_t answers = step_questions(&m, plane, t);
-        if (used + answers > cap) {
-            size_t grown = cap + cap / 2 + answers;
-            uint16_t *bigger = realloc(p0s, grown * sizeof *p0s);
-            if (!bigger) goto done;
-            p0s = bigger;
-            cap = grown;
-        }
+        if (!rans_reserve(&p0s, &cap, used, answers)) goto done;
         for (size_t i = 0; i < answers; i++) p0s[used + i] = m.p_zero[m.pend_ctx[i]];
         used += answers;
         step_learn(&m, answers);
@@ -307,33 +291,11 @@ int kmc_context_encode(const uint8_t *plane, uint32_t width, uint32_t height, in
         size_t answers = step_questions(&m, plane, t);
         const uint16_t *p = p0s + offsets[t];
         for (size_t i = answers; i-- > 0;) {
-            uint32_t p0 = p[i], bit = m.pend_bit[i];
-            uint32_t f = bit ? PROB_ONE - p0 : p0, start = bit ? p0 : 0;
             uint32_t lane = m.pend_row[i] % (uint32_t)lanes;
-            uint32_t x = state[lane];
-            if (x >= f << (32 - PROB_BITS)) {
-                words[n_words++] = (uint16_t)(x & 0xFFFF);
-                x >>= 16;
-            }
-            state[lane] = ((x / f) << PROB_BITS) + x % f + start;
+            state[lane] = rans_put(state[lane], p[i], m.pend_bit[i], words, &n_words);
         }
     }
-    *out_len = 4 * lanes + 2 * n_words;
-    *out = malloc(*out_len ? *out_len : 1);
-    if (!*out) goto done;
-    uint8_t *o = *out;
-    for (size_t i = 0; i < lanes; i++) {
-        o[4 * i] = (uint8_t)(state[i] >> 24);
-        o[4 * i + 1] = (uint8_t)(state[i] >> 16);
-        o[4 * i + 2] = (uint8_t)(state[i] >> 8);
-        o[4 * i + 3] = (uint8_t)state[i];
-    }
-    o += 4 * lanes;
-    for (size_t i = 0; i < n_words; i++) {  /* written in reverse */
-        uint16_t w = words[n_words - 1 - i];
-        o[2 * i] = (uint8_t)(w >> 8);
-        o[2 * i + 1] = (uint8_t)w;
-    }
+    if (!rans_finish(state, lanes, words, n_words, out, out_len)) goto done;
     result = KMC_OK;
 done:
     free(p0s); free(offsets); free(state); free(words);

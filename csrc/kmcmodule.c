@@ -31,6 +31,23 @@ static int plane_buffer(PyObject *obj, Py_buffer *view, unsigned long long pixel
     return 0;
 }
 
+/* The checks every decoder shares: dimensions, k and a writable `out` of
+ * width * height bytes. On failure the input buffer is released too. */
+static int decoding_into(Py_buffer *input, PyObject *out_obj, Py_buffer *out,
+                         unsigned long long width, unsigned long long height, int k) {
+    if (get_dims(width, height, k) < 0 || plane_buffer(out_obj, out, width * height, 1) < 0) {
+        PyBuffer_Release(input);
+        return -1;
+    }
+    return 0;
+}
+
+/* A decoder's result code for pil_kmc/codec.py, or MemoryError. */
+static PyObject *decoded(int code) {
+    if (code == KMC_NOMEM) return PyErr_NoMemory();
+    return PyLong_FromLong(code);
+}
+
 static PyObject *encoded(int code, uint8_t *data, size_t len) {
     if (code == KMC_NOMEM) return PyErr_NoMemory();
     if (code != KMC_OK) {
@@ -53,18 +70,14 @@ static PyObject *context_decode(PyObject *self, PyObject *args) {
     PyObject *out_obj;
     if (!PyArg_ParseTuple(args, "y*KKipO", &stream, &width, &height, &k, &partial, &out_obj))
         return NULL;
-    if (get_dims(width, height, k) < 0 || plane_buffer(out_obj, &out, width * height, 1) < 0) {
-        PyBuffer_Release(&stream);
-        return NULL;
-    }
+    if (decoding_into(&stream, out_obj, &out, width, height, k) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     code = kmc_context_decode(stream.buf, (size_t)stream.len, (uint32_t)width, (uint32_t)height,
                               k, partial, out.buf);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&stream);
     PyBuffer_Release(&out);
-    if (code == KMC_NOMEM) return PyErr_NoMemory();
-    return PyLong_FromLong(code);
+    return decoded(code);
 }
 
 PyDoc_STRVAR(context_encode_doc,
@@ -123,10 +136,7 @@ static PyObject *strips_decode(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*KKipIIO", &stream, &width, &height, &k, &partial, &first,
                           &last, &out_obj))
         return NULL;
-    if (get_dims(width, height, k) < 0 || plane_buffer(out_obj, &out, width * height, 1) < 0) {
-        PyBuffer_Release(&stream);
-        return NULL;
-    }
+    if (decoding_into(&stream, out_obj, &out, width, height, k) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     code = kmc_strips_table(stream.buf, (size_t)stream.len, (uint32_t)width, (uint32_t)height,
                             partial, &table);
@@ -136,12 +146,11 @@ static PyObject *strips_decode(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&stream);
     PyBuffer_Release(&out);
-    if (code == KMC_NOMEM) return PyErr_NoMemory();
     if (code == KMC_BAD_ARGS) {
         PyErr_SetString(PyExc_ValueError, "invalid strip range");
         return NULL;
     }
-    return PyLong_FromLong(code);
+    return decoded(code);
 }
 
 PyDoc_STRVAR(strips_encode_doc,
@@ -182,18 +191,16 @@ static PyObject *unpack_rows(PyObject *self, PyObject *args) {
     PyObject *out_obj;
     if (!PyArg_ParseTuple(args, "y*KKiiO", &data, &width, &height, &depth, &k, &out_obj))
         return NULL;
-    if (get_dims(width, height, k) < 0 || (depth != 1 && depth != 2 && depth != 4 && depth != 8)) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bit depth must be 1, 2, 4 or 8");
+    if (depth != 1 && depth != 2 && depth != 4 && depth != 8) {
         PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_ValueError, "bit depth must be 1, 2, 4 or 8");
         return NULL;
     }
+    if (decoding_into(&data, out_obj, &out, width, height, k) < 0) return NULL;
     if ((unsigned long long)data.len != (width * depth + 7) / 8 * height) {
         PyBuffer_Release(&data);
+        PyBuffer_Release(&out);
         PyErr_SetString(PyExc_ValueError, "packed rows must be row_bytes * height bytes");
-        return NULL;
-    }
-    if (plane_buffer(out_obj, &out, width * height, 1) < 0) {
-        PyBuffer_Release(&data);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS

@@ -11,10 +11,8 @@
 #include <string.h>
 
 #include "kmc_codec.h"
+#include "rans.h"
 
-#define PROB_BITS 12
-#define PROB_ONE (1u << PROB_BITS)
-#define RANS_LOW (1u << 16)
 /* neighbour pattern (5 bits) x "L equals the pixel left of it" x question number */
 #define FLAG_CONTEXTS 512u
 /* Adaptation: the step towards each answer is 1/(n + 2) of the way after n answers
@@ -75,15 +73,11 @@ static inline int run_above(const uint8_t *up, uint32_t width, uint32_t c, uint3
     return 1;
 }
 
-static inline uint32_t be32(const uint8_t *s) {
-    return (uint32_t)s[0] << 24 | (uint32_t)s[1] << 16 | (uint32_t)s[2] << 8 | s[3];
-}
-
 int kmc_strips_table(const uint8_t *stream, size_t len, uint32_t width, uint32_t height,
                      int partial, kmc_strip_table *table) {
     if (width == 0 || height == 0) return KMC_BAD_ARGS;
     if (len < 4) return KMC_TRUNCATED;
-    uint32_t rows = be32(stream);
+    uint32_t rows = rans_be32(stream);
     if (rows == 0 || rows > height) return KMC_BAD_STRIPS;
     uint32_t strips = (uint32_t)(((uint64_t)height + rows - 1) / rows);
     if (strips > 1 && (uint64_t)rows * width < KMC_MIN_STRIP_PIXELS) return KMC_BAD_STRIPS;
@@ -91,7 +85,7 @@ int kmc_strips_table(const uint8_t *stream, size_t len, uint32_t width, uint32_t
     if (len < header) return KMC_TRUNCATED;
     uint64_t sum = 0;
     for (uint32_t i = 0; i < strips; i++) {
-        uint32_t n = be32(stream + 4 + 4 * (size_t)i);
+        uint32_t n = rans_be32(stream + 4 + 4 * (size_t)i);
         if (n < 4 || n % 2) return KMC_BAD_STRIPS;
         sum += n;
     }
@@ -116,25 +110,18 @@ static int decode_strip(const uint8_t *data, size_t len, int cut, uint32_t width
     }
     if ((len - 4) % 2) len--;  /* only when cut: the rest of a word */
     for (size_t i = 0; i < contexts; i++) model[i] = (prob){32768, 0};
-    uint32_t x = be32(data);
+    uint32_t x = rans_be32(data);
     if (x < RANS_LOW) return KMC_LOW_STATE;
     const uint8_t *words = data + 4;
     size_t n_words = (len - 4) / 2, ptr = 0;
     const uint32_t bits = literal_bits(k), top = 1u << bits;
     prob *runs = model + FLAG_CONTEXTS, *literal = runs + RUN_CONTEXTS;
     int too_big = 0;
-#define ANSWER(q, bit)                                                       \
-    do {                                                                     \
-        uint32_t p0_ = coding_p0(*(q)), slot_ = x & (PROB_ONE - 1);          \
-        bit = slot_ >= p0_;                                                  \
-        x = bit ? (PROB_ONE - p0_) * (x >> PROB_BITS) + slot_ - p0_          \
-                : p0_ * (x >> PROB_BITS) + slot_;                            \
-        if (x < RANS_LOW) {                                                  \
-            if (ptr >= n_words) goto out_of_words;                           \
-            x = x << 16 | (uint32_t)words[2 * ptr] << 8 | words[2 * ptr + 1]; \
-            ptr++;                                                           \
-        }                                                                    \
-        learn(q, bit);                                                       \
+#define ANSWER(q, bit)                                              \
+    do {                                                            \
+        bit = rans_take(&x, coding_p0(*(q)));                       \
+        if (!rans_refill(&x, words, n_words, &ptr)) goto out_of_words; \
+        learn(q, bit);                                              \
     } while (0)
     uint32_t y = 0;
     for (; y < rows; y++) {
@@ -216,9 +203,9 @@ int kmc_strips_decode(const uint8_t *stream, size_t len, const kmc_strip_table *
     uint8_t *zero_row = calloc(width, 1);
     int result = model && zero_row ? KMC_OK : KMC_NOMEM;
     size_t offset = table->header_bytes;
-    for (uint32_t i = 0; i < first; i++) offset += be32(table->lengths + 4 * (size_t)i);
+    for (uint32_t i = 0; i < first; i++) offset += rans_be32(table->lengths + 4 * (size_t)i);
     for (uint32_t i = first; i < last && result == KMC_OK; i++) {
-        size_t n = be32(table->lengths + 4 * (size_t)i);
+        size_t n = rans_be32(table->lengths + 4 * (size_t)i);
         size_t have = offset < len ? len - offset : 0;
         int cut = have < n;
         uint32_t y0 = i * table->rows_per_strip;
@@ -303,13 +290,7 @@ int kmc_strips_encode_strip(const uint8_t *plane, uint32_t width, uint32_t y0, u
         const uint8_t *row = strip + (size_t)y * width, *up = y ? row - width : zero_row;
         const uint8_t *up2 = y > 1 ? row - 2 * (size_t)width : zero_row;
         size_t n = row_questions(row, up, up2, width, bits, model, ctx, answer);
-        if (used + n > cap) {
-            size_t grown = cap + cap / 2 + n;
-            uint16_t *bigger = realloc(p0s, grown * sizeof *p0s);
-            if (!bigger) goto done;
-            p0s = bigger;
-            cap = grown;
-        }
+        if (!rans_reserve(&p0s, &cap, used, n)) goto done;
         for (size_t i = 0; i < n; i++) {
             p0s[used++] = (uint16_t)coding_p0(*ctx[i]);
             learn(ctx[i], answer[i]);
@@ -325,28 +306,10 @@ int kmc_strips_encode_strip(const uint8_t *plane, uint32_t width, uint32_t y0, u
         const uint8_t *up2 = y > 1 ? row - 2 * (size_t)width : zero_row;
         size_t n = row_questions(row, up, up2, width, bits, model, ctx, answer);
         for (size_t i = n; i-- > 0;) {
-            uint32_t p0 = p0s[--used], bit = answer[i];
-            uint32_t f = bit ? PROB_ONE - p0 : p0, start = bit ? p0 : 0;
-            if (x >= f << (32 - PROB_BITS)) {
-                words[n_words++] = (uint16_t)(x & 0xFFFF);
-                x >>= 16;
-            }
-            x = ((x / f) << PROB_BITS) + x % f + start;
+            x = rans_put(x, p0s[--used], answer[i], words, &n_words);
         }
     }
-    *out_len = 4 + 2 * n_words;
-    *out = malloc(*out_len);
-    if (!*out) goto done;
-    uint8_t *o = *out;
-    o[0] = (uint8_t)(x >> 24);
-    o[1] = (uint8_t)(x >> 16);
-    o[2] = (uint8_t)(x >> 8);
-    o[3] = (uint8_t)x;
-    for (size_t i = 0; i < n_words; i++) { /* written in reverse */
-        uint16_t w = words[n_words - 1 - i];
-        o[4 + 2 * i] = (uint8_t)(w >> 8);
-        o[5 + 2 * i] = (uint8_t)w;
-    }
+    if (!rans_finish(&x, 1, words, n_words, out, out_len)) goto done;
     result = KMC_OK;
 done:
     free(model);
