@@ -325,9 +325,7 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         result,
         optimize=options.optimize,
         compression=None if options.compression is None else _COMPRESSIONS[options.compression],
-        # A palette in the user's own order is reordered only when optimize allows it;
-        # a given palette never is, so that images sharing it share their KPAL.
-        keep_order=options.palette is not None or (result.user_order and not options.optimize),
+        given=options.palette is not None,
     )
     header = layout.Header(
         im.width,

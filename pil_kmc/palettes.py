@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImagePalette
 
-from . import exact, kmeans, layout, pixels, quantize
+from . import coding, exact, kmeans, layout, pixels, quantize
 
 #: What :func:`shared_palette` and :func:`image_histogram` take: an image or a path.
 ImageSource = Image.Image | str | os.PathLike | bytes
@@ -147,8 +147,9 @@ def palette_from_histogram(
 
     The same k-means as a save (fully transparent pixels keep one entry of
     their own); a histogram with no more distinct colours than ``clusters``
-    gives those colours. Entries come in the storage order of a save (by
-    alpha, then brightness), unused ones left out.
+    gives those colours. Entries come in the order a save stores a palette
+    that has no index plane of its own (:func:`pil_kmc.coding.palette_order`),
+    unused ones left out.
     """
     from .encoder import save_options
 
@@ -164,10 +165,10 @@ def palette_from_histogram(
     channels = hist.channels
     colours = quantize.key_colours(hist.keys, channels)
     if len(colours) <= options.clusters:
-        palette, labels = colours, np.arange(len(colours))
+        palette = colours
     else:
         space = options.colorspace if channels >= 3 else "rgb"
-        palette, labels = quantize.cluster(
+        palette, _ = quantize.cluster(
             colours,
             hist.counts,
             options.clusters,
@@ -176,7 +177,7 @@ def palette_from_histogram(
             tol=options.tol,
             colorspace=space,
         )
-    return palette[quantize.palette_order(palette, labels, hist.counts)]
+    return palette[coding.palette_order(palette)]
 
 
 def shared_palette(

@@ -59,18 +59,46 @@ def test_policy_by_situation():
     assert {c.method for c in optimize_large} == set(layout.PLANE_METHODS)
 
 
-def test_many_colours_are_ordered_by_cooccurrence_and_few_keep_their_order():
+def test_many_colours_are_ordered_by_cooccurrence_and_few_by_brightness():
     rng = np.random.default_rng(12)
     a = np.repeat(np.repeat(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), 4, 0), 4, 1)
     result, _ = encoder.quantize_image(Image.fromarray(a), encoder.save_options({"clusters": 64}))
     coded = coding.code(result)
-    by_cooccurrence = coding.reorder(result, coding.cooccurrence_order(result))
+    brightness = coding.palette_order(result.palette)
+    by_cooccurrence = coding.reorder(result, coding.cooccurrence_order(result, ties=brightness))
     assert np.array_equal(coded.palette, by_cooccurrence.palette)
     assert np.array_equal(coded.palette[coded.indices], result.palette[result.indices])
-    kept = coding.code(result, keep_order=True)
+    assert np.array_equal(coding.ordered(result).palette, coded.palette)
+    kept = coding.code(result, given=True)
     assert np.array_equal(kept.palette, result.palette)
     few, _ = encoder.quantize_image(Image.fromarray(a), encoder.save_options({"clusters": 16}))
-    assert np.array_equal(coding.code(few).palette, few.palette)
+    by_brightness = few.palette[coding.palette_order(few.palette)]
+    assert np.array_equal(coding.code(few).palette, by_brightness)
+    assert np.array_equal(coding.ordered(few).palette, by_brightness)
+
+
+def test_a_forced_method_keeps_the_brightness_order_of_many_colours():
+    rng = np.random.default_rng(5)
+    palette = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+    result = quantize.Quantized(palette, rng.integers(0, 40, (30, 30), dtype=np.uint8))
+    coded = coding.code(result, compression=layout.ZLIB)
+    assert np.array_equal(coded.palette, palette[coding.palette_order(palette)])
+
+
+def test_the_users_own_order_is_changed_by_optimize_only():
+    rng = np.random.default_rng(6)
+    for k in (8, 40):
+        palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+        own = quantize.Quantized(
+            palette, rng.integers(0, k, (30, 30), dtype=np.uint8), user_order=True
+        )
+        assert np.array_equal(coding.code(own).palette, palette)
+        assert np.array_equal(coding.ordered(own).palette, palette)
+        tried = coding.orders(own, coding.plan(900, optimize=True), optimize=True)
+        assert tried[0] is own and len(tried) == 2
+        assert coding.orders(own, coding.plan(900, optimize=True), optimize=True, given=True) == [
+            own
+        ]
 
 
 def test_forced_compression_is_used_as_it_is():
@@ -101,6 +129,15 @@ def test_cooccurrence_order_puts_touching_entries_side_by_side():
     )
     order = coding.cooccurrence_order(q).tolist()
     assert abs(order.index(0) - order.index(2)) == 1
+
+
+@given(st.integers(1, 4).flatmap(lambda c: arrays(c, max_colours=30)), st.randoms())
+def test_cooccurrence_ties_go_by_the_order_given(a, random):
+    q = quantize.quantize(a, 256)
+    ties = np.array(random.sample(range(q.k), q.k))
+    in_that_order = coding.reorder(q, ties)
+    expected = ties[coding.cooccurrence_order(in_that_order)]
+    assert np.array_equal(coding.cooccurrence_order(q, ties=ties), expected)
 
 
 def test_cooccurrence_order_is_the_same_counted_in_blocks_of_rows(monkeypatch):
