@@ -27,7 +27,7 @@ index for index, or an ``L`` image's gray levels) is reordered only with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +36,9 @@ from . import codec, context, layout, parallel
 
 if TYPE_CHECKING:
     from .quantize import Quantized
+
+#: A palette (k, C) and an index plane (h, w), in one order of the palette.
+Indexed = tuple[np.ndarray, np.ndarray]
 
 #: Pixels above which an image is coded for speed (see POLICY).
 LARGE = 4_000_000
@@ -111,19 +114,17 @@ def code(
     """
     chosen = plan(result.indices.size, optimize=optimize, compression=compression)
     best: Coded | None = None
-    for candidate_result in orders(result, chosen, optimize=optimize, given=given):
-        method, depth, stream = smallest(
-            candidate_result.indices, candidate_result.k, chosen.candidates
-        )
+    for palette, indices in orders(result, chosen, optimize=optimize, given=given):
+        method, depth, stream = smallest(indices, len(palette), chosen.candidates)
         if best is None or len(stream) < len(best.stream):
-            best = Coded(candidate_result.palette, candidate_result.indices, method, depth, stream)
+            best = Coded(palette, indices, method, depth, stream)
     assert best is not None
     return best
 
 
 def orders(
     result: Quantized, chosen: Plan, *, optimize: bool = False, given: bool = False
-) -> list[Quantized]:
+) -> list[Indexed]:
     """The palette orders in which to code ``result`` under the plan ``chosen``.
 
     - a given palette, and an image's own palette (``result.user_order``)
@@ -135,22 +136,24 @@ def orders(
     - a plan that tries both orders gets the base and the co-occurrence
       order (for more than two entries).
     """
+    palette, indices, k = result.palette, result.indices, len(result.palette)
     if given or (result.user_order and not optimize):
-        return [result]
-    base_order = None if result.user_order else palette_order(result.palette)
-    replace_base = chosen.reorder_many and result.k >= REORDER_FROM
+        return [(palette, indices)]
+    base_order = None if result.user_order else palette_order(palette)
+    replace_base = chosen.reorder_many and k >= REORDER_FROM
     if replace_base and not chosen.both_orders:
-        return [reorder(result, cooccurrence_order(result, ties=base_order))]
-    base = result if base_order is None else reorder(result, base_order)
-    if not (replace_base or (chosen.both_orders and result.k > 2)):
+        return [reorder(palette, indices, cooccurrence_order(indices, k, ties=base_order))]
+    base = (palette, indices) if base_order is None else reorder(palette, indices, base_order)
+    if not (replace_base or (chosen.both_orders and k > 2)):
         return [base]
-    return [base, reorder(result, cooccurrence_order(result, ties=base_order))]
+    return [base, reorder(palette, indices, cooccurrence_order(indices, k, ties=base_order))]
 
 
-def ordered(result: Quantized, *, given: bool = False) -> Quantized:
-    """``result`` in the palette order a default save stores (the first of :func:`orders`).
+def ordered(result: Quantized, *, given: bool = False) -> Indexed:
+    """Palette and indices of ``result`` in the order a default save stores them.
 
-    For other stores of a palette and index plane, such as the ``.npz`` export.
+    The first of :func:`orders` under the default plan, for other stores of
+    a palette and index plane, such as the ``.npz`` export.
     """
     return orders(result, plan(result.indices.size), given=given)[0]
 
@@ -203,7 +206,9 @@ def smallest(
     return jobs[best][0].method, jobs[best][1], streams[best]
 
 
-def cooccurrence_order(result: Quantized, ties: np.ndarray | None = None) -> np.ndarray:
+def cooccurrence_order(
+    indices: np.ndarray, k: int, ties: np.ndarray | None = None
+) -> np.ndarray:
     """A palette order that puts entries seen side by side next to each other.
 
     Counts how often each pair of entries touch (horizontally or
@@ -213,8 +218,7 @@ def cooccurrence_order(result: Quantized, ties: np.ndarray | None = None) -> np.
     by default index order). The policy uses it for palettes of
     :data:`REORDER_FROM` entries or more.
     """
-    k = result.k
-    touch, counts = _touch_counts(result.indices, k)
+    touch, counts = _touch_counts(indices, k)
     if ties is not None:  # count in the order ``ties`` gives, and map back at the end
         touch, counts = touch[np.ix_(ties, ties)], counts[ties]
     np.fill_diagonal(touch, -1)
@@ -235,19 +239,17 @@ def cooccurrence_order(result: Quantized, ties: np.ndarray | None = None) -> np.
     return order if ties is None else np.asarray(ties)[order]
 
 
-def reorder(result: Quantized, order: np.ndarray) -> Quantized:
+def reorder(palette: np.ndarray, indices: np.ndarray, order: np.ndarray) -> Indexed:
     """The same image with palette entries in ``order`` (a permutation of range(k)).
 
-    ``result`` itself if the order is the one it has; otherwise the
-    result's order is no longer the user's own.
+    ``palette`` and ``indices`` themselves if the order is the one they have.
     """
-    if np.array_equal(order, np.arange(result.k)):
-        return result
-    rank = np.zeros(result.k, dtype=np.uint8)
-    rank[order] = np.arange(len(order), dtype=np.uint8)
-    return replace(
-        result, palette=result.palette[order], indices=rank[result.indices], user_order=False
-    )
+    k = len(palette)
+    if np.array_equal(order, np.arange(k)):
+        return palette, indices
+    rank = np.zeros(k, dtype=np.uint8)
+    rank[order] = np.arange(k, dtype=np.uint8)
+    return palette[order], rank[indices]
 
 
 # Rows per block of the touch counts: the pair codes of a block are wide

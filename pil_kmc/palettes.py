@@ -279,24 +279,25 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 
 def remap(
-    im: Image.Image,
+    array: np.ndarray,
+    own: int,
     palette: np.ndarray,
     *,
     dither: float = 0.0,
     colorspace: str = "rgb",
-    transparency: Any = pixels.FROM_INFO,
 ) -> tuple[quantize.Quantized, int]:
-    """``im`` as indices into ``palette`` (from :func:`as_palette`), and the colour model C.
+    """Pixels as indices into ``palette`` (from :func:`as_palette`), and the colour model C.
+
+    ``array`` (h, w, ``own``) is an image's pixels as :func:`pil_kmc.pixels.to_array`
+    gives them; a palette of a wider colour model widens them.
 
     Every colour goes to its nearest entry (Euclidean; exact, ties to the
     lower index; in Oklab with ``colorspace="oklab"``), fully transparent
     pixels to the first fully transparent entry if there is one. ``dither``
     (a strength, 0 to 1) diffuses the error instead (Floyd-Steinberg).
-    The palette is kept whole and in order. ``transparency`` is the save
-    parameter (by default the image's ``info["transparency"]``).
+    The palette is kept whole and in order.
     """
     channels = palette.shape[1]
-    array, own = pixels.to_array(im, transparency)
     if widest_model([own, channels]) != channels:
         raise ValueError(
             f"the image is {_MODEL_NAMES[own]} and the palette {_MODEL_NAMES[channels]}: "
