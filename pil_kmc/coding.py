@@ -20,7 +20,8 @@ The palette order is policy too, and only this module has it
 palette in no particular order. Palettes are stored by brightness (alpha,
 then luma); from :data:`REORDER_FROM` colours on, by co-occurrence
 (entries seen side by side become neighbours, ties in brightness order),
-which helps every method. An image's own palette (a ``P`` image stored
+which helps every method, unless ``compression=NAME`` forces one method.
+An image's own palette (a ``P`` image stored
 index for index, or an ``L`` image's gray levels) is reordered only with
 ``optimize=True``; a given palette, which other files share, never.
 """
