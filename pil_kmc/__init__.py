@@ -12,12 +12,14 @@ original project's ``.npz`` layout with Pillow::
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import plugin  # noqa: F401  (registers the format with Pillow)
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # pil_kmc.shared_palette needs numpy: import it on first use, not with the package.
     if name == "shared_palette":
         from .palettes import shared_palette

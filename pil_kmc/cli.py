@@ -38,10 +38,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from PIL import Image, ImageColor, UnidentifiedImageError
 
 from . import __version__, layout
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 OK, FAILED, USAGE, UNREADABLE, EXISTS, LARGER, QUALITY = 0, 1, 2, 3, 15, 98, 99
 
@@ -687,7 +691,9 @@ def add_many_options(e: argparse.ArgumentParser) -> None:
     )
 
 
-def palette_params(args, params: dict, todo: list[EncodeJob], batch, workers: int):
+def palette_params(
+    args: argparse.Namespace, params: dict, todo: list[EncodeJob], batch: _Batch, workers: int
+) -> tuple[Client | None, list[EncodeJob]]:
     """Put the --map or --shared-palette palette into ``params`` (which the jobs share).
 
     Connects to --scheduler if given. Inputs that a shared palette cannot
@@ -737,7 +743,7 @@ def palette_params(args, params: dict, todo: list[EncodeJob], batch, workers: in
     return client, [job for i, job in enumerate(todo) if i not in failed]
 
 
-def _connect(address: str):
+def _connect(address: str) -> Client:
     from . import distributed
 
     try:
@@ -748,7 +754,9 @@ def _connect(address: str):
         raise CliError(FAILED, f"cannot reach the scheduler {address}: {_reason(e)}") from None
 
 
-def run_on_cluster(client, jobs: list[EncodeJob], done: Callable[[EncodeJob, Encoded], None]):
+def run_on_cluster(
+    client: Client, jobs: list[EncodeJob], done: Callable[[EncodeJob, Encoded], None]
+) -> None:
     """As :func:`run_jobs`, on a Dask cluster: this process reads the inputs and writes here."""
     from .distributed import windowed
 
@@ -1081,7 +1089,7 @@ def cmd_npz(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     """argparse, with its usage errors on one line."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(USAGE, f"kmc: {message} (see {self.prog} --help)\n")
 
 

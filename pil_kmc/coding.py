@@ -15,10 +15,15 @@ situation, so the whole policy reads in one place:
   candidate together and wins on almost no image.)
 - with ``compression=NAME``, that method alone.
 
-From 17 colours on, palettes are ordered by co-occurrence (entries seen side
-by side become neighbours), which helps every method; with fewer colours
-the brightness order that quantization gives is kept. An image whose own
-palette must be kept index for index is never reordered.
+The palette order is policy too, and only this module has it
+(:func:`palette_order`, :func:`orders`): quantization hands over its
+palette in no particular order. Palettes are stored by brightness (alpha,
+then luma); from :data:`REORDER_FROM` colours on, by co-occurrence
+(entries seen side by side become neighbours, ties in brightness order),
+which helps every method, unless ``compression=NAME`` forces one method.
+An image's own palette (a ``P`` image stored
+index for index, or an ``L`` image's gray levels) is reordered only with
+``optimize=True``; a given palette, which other files share, never.
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ from . import codec, context, layout, parallel
 if TYPE_CHECKING:
     from .quantize import Quantized
 
+#: A palette (k, C) and an index plane (h, w), in one order of the palette.
+Indexed = tuple[np.ndarray, np.ndarray]
+
 #: Pixels above which an image is coded for speed (see POLICY).
 LARGE = 4_000_000
-#: Palettes of more entries than this are ordered by co-occurrence.
+#: Palettes of this many entries or more are stored in co-occurrence order.
 REORDER_FROM = 17
 
 
@@ -52,10 +60,13 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Plan:
-    """The candidates of one situation, and whether to try both palette orders."""
+    """The candidates of one situation and the palette orders to try (see :func:`orders`)."""
 
     candidates: tuple[Candidate, ...]
+    #: Try the base order and the co-occurrence order, and keep the smaller.
     both_orders: bool = False
+    #: From REORDER_FROM entries on, the co-occurrence order replaces the base order.
+    reorder_many: bool = True
 
 
 _STRIPS, _CONTEXT = Candidate(layout.STRIPS), Candidate(layout.CONTEXT)
@@ -85,7 +96,7 @@ class Coded:
 def plan(pixels: int, *, optimize: bool = False, compression: int | None = None) -> Plan:
     """The candidates for an image of ``pixels`` pixels and these save options."""
     if compression is not None:
-        return Plan((Candidate(compression),))
+        return Plan((Candidate(compression),), reorder_many=False)
     situation = "optimize" if optimize else "default"
     return POLICY[f"{situation}, large" if pixels > LARGE else situation]
 
@@ -95,29 +106,74 @@ def code(
     *,
     optimize: bool = False,
     compression: int | None = None,
-    keep_order: bool = False,
+    given: bool = False,
 ) -> Coded:
     """The smallest coding of ``result`` that the options allow.
 
-    ``keep_order`` keeps the palette order as it is (an image whose indices
-    mean something to its user).
+    ``given`` marks a palette given by the user (``palette=``), which is
+    stored in its order; see :func:`orders` for every other palette.
     """
     chosen = plan(result.indices.size, optimize=optimize, compression=compression)
-    orders = [result]
-    if not keep_order and compression is None and result.k >= REORDER_FROM:
-        reordered = reorder(result, cooccurrence_order(result))
-        orders = [result, reordered] if chosen.both_orders else [reordered]
-    elif not keep_order and chosen.both_orders and result.k > 2:
-        orders.append(reorder(result, cooccurrence_order(result)))
     best: Coded | None = None
-    for candidate_result in orders:
-        method, depth, stream = smallest(
-            candidate_result.indices, candidate_result.k, chosen.candidates
-        )
+    for palette, indices in orders(result, chosen, optimize=optimize, given=given):
+        method, depth, stream = smallest(indices, len(palette), chosen.candidates)
         if best is None or len(stream) < len(best.stream):
-            best = Coded(candidate_result.palette, candidate_result.indices, method, depth, stream)
+            best = Coded(palette, indices, method, depth, stream)
     assert best is not None
     return best
+
+
+def orders(
+    result: Quantized, chosen: Plan, *, optimize: bool = False, given: bool = False
+) -> list[Indexed]:
+    """The palette orders in which to code ``result`` under the plan ``chosen``.
+
+    - a given palette, and an image's own palette (``result.user_order``)
+      without ``optimize``: as it is;
+    - otherwise the base order is brightness (:func:`palette_order`), or
+      the image's own with ``optimize``; from :data:`REORDER_FROM` entries
+      on, the co-occurrence order replaces it, unless one method is forced
+      (which keeps the base order);
+    - a plan that tries both orders gets the base and the co-occurrence
+      order (for more than two entries).
+    """
+    palette, indices, k = result.palette, result.indices, len(result.palette)
+    if given or (result.user_order and not optimize):
+        return [(palette, indices)]
+    base_order = None if result.user_order else palette_order(palette)
+    replace_base = chosen.reorder_many and k >= REORDER_FROM
+    if replace_base and not chosen.both_orders:
+        return [reorder(palette, indices, cooccurrence_order(indices, k, ties=base_order))]
+    base = (palette, indices) if base_order is None else reorder(palette, indices, base_order)
+    if not (replace_base or (chosen.both_orders and k > 2)):
+        return [base]
+    return [base, reorder(palette, indices, cooccurrence_order(indices, k, ties=base_order))]
+
+
+def ordered(result: Quantized, *, given: bool = False) -> Indexed:
+    """Palette and indices of ``result`` in the order a default save stores them.
+
+    The first of :func:`orders` under the default plan, for other stores of
+    a palette and index plane, such as the ``.npz`` export.
+    """
+    return orders(result, plan(result.indices.size), given=given)[0]
+
+
+def palette_order(palette: np.ndarray) -> np.ndarray:
+    """The order a save stores ``palette`` in when no index plane is known.
+
+    A palette made for many images (:func:`pil_kmc.palettes.shared_palette`)
+    has no index plane to count co-occurrences in, so this is
+    the base order of :func:`orders`: by alpha, then luma, then channels
+    (a permutation of range(k); equal entries keep their order). Ordering by
+    brightness makes neighbouring pixels' indices numerically close, which
+    helps the index stream compress.
+    """
+    p = palette.astype(np.int64)
+    channels = palette.shape[1]
+    luma = p[:, 0] if channels <= 2 else 299 * p[:, 0] + 587 * p[:, 1] + 114 * p[:, 2]
+    alpha = p[:, -1] if channels in (2, 4) else np.zeros(len(p), np.int64)
+    return np.lexsort([p[:, c] for c in reversed(range(channels))] + [luma, alpha])
 
 
 def smallest(
@@ -151,16 +207,21 @@ def smallest(
     return jobs[best][0].method, jobs[best][1], streams[best]
 
 
-def cooccurrence_order(result: Quantized) -> np.ndarray:
+def cooccurrence_order(
+    indices: np.ndarray, k: int, ties: np.ndarray | None = None
+) -> np.ndarray:
     """A palette order that puts entries seen side by side next to each other.
 
     Counts how often each pair of entries touch (horizontally or
     vertically) and grows a chain from the most frequent entry, each step
     appending, at either end, the unused entry that touches that end most.
-    The policy uses it for palettes of :data:`REORDER_FROM` entries or more.
+    Ties go to the entry earlier in ``ties`` (a permutation of range(k);
+    by default index order). The policy uses it for palettes of
+    :data:`REORDER_FROM` entries or more.
     """
-    k = result.k
-    touch, counts = _touch_counts(result.indices, k)
+    touch, counts = _touch_counts(indices, k)
+    if ties is not None:  # count in the order ``ties`` gives, and map back at the end
+        touch, counts = touch[np.ix_(ties, ties)], counts[ties]
     np.fill_diagonal(touch, -1)
     start = int(np.argmax(counts))
     touch[:, start] = -2  # an entry in the chain is never appended again
@@ -175,16 +236,21 @@ def cooccurrence_order(result: Quantized) -> np.ndarray:
             entry = at_left
             chain.insert(0, entry)
         touch[:, entry] = -2
-    return np.array(chain)
+    order = np.array(chain)
+    return order if ties is None else np.asarray(ties)[order]
 
 
-def reorder(result: Quantized, order: np.ndarray) -> Quantized:
-    """The same image with palette entries in ``order`` (a permutation of range(k))."""
-    from .quantize import Quantized
+def reorder(palette: np.ndarray, indices: np.ndarray, order: np.ndarray) -> Indexed:
+    """The same image with palette entries in ``order`` (a permutation of range(k)).
 
-    rank = np.zeros(result.k, dtype=np.uint8)
-    rank[order] = np.arange(len(order), dtype=np.uint8)
-    return Quantized(result.palette[order], rank[result.indices])
+    ``palette`` and ``indices`` themselves if the order is the one they have.
+    """
+    k = len(palette)
+    if np.array_equal(order, np.arange(k)):
+        return palette, indices
+    rank = np.zeros(k, dtype=np.uint8)
+    rank[order] = np.arange(k, dtype=np.uint8)
+    return palette[order], rank[indices]
 
 
 # Rows per block of the touch counts: the pair codes of a block are wide

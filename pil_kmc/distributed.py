@@ -23,15 +23,20 @@ from __future__ import annotations
 import io
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .palettes import ColourHistogram, ImageSource, merge_histograms, palette_from_histogram
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from PIL import Image
 
 #: What the extra is called, for messages.
 INSTALL_HINT = "python3 -m pip install 'pil-kmc[dask]' (or 'dask[distributed]')"
@@ -42,7 +47,7 @@ _IN_FLIGHT_PER_THREAD = 4
 _FAN_IN = 8
 
 
-def require_dask():
+def require_dask() -> ModuleType:
     """The ``distributed`` module, or :class:`ImportError` saying what to install."""
     try:
         import distributed
@@ -51,7 +56,7 @@ def require_dask():
     return distributed
 
 
-def connect(address: str, timeout: float = 10):
+def connect(address: str, timeout: float = 10) -> Client:
     """A ``dask.distributed.Client`` of the scheduler at ``address`` (``tcp://HOST:PORT``)."""
     return require_dask().Client(address, timeout=timeout)
 
@@ -103,7 +108,7 @@ def _read(index: int, source: ImageSource) -> tuple[str, bytes | None, Outcome |
         return name, None, Outcome(index, name, "unreadable", f"{name}: cannot read ({e})")
 
 
-def _open(name: str, data: bytes):
+def _open(name: str, data: bytes) -> Image.Image:
     from PIL import Image
 
     import pil_kmc  # noqa: F401  (registers the formats in a worker process)
@@ -143,11 +148,13 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _threads(client) -> int:
+def _threads(client: Client) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def merged_histogram(sources: Sequence[ImageSource], client=None, jobs: int = 1) -> Partial:
+def merged_histogram(
+    sources: Sequence[ImageSource], client: Client | None = None, jobs: int = 1
+) -> Partial:
     """The merged histogram of ``sources`` (paths or encoded bytes) and the inputs that failed.
 
     On ``client`` (a ``dask.distributed.Client``) the histograms are made
@@ -178,7 +185,7 @@ def _running_sum(parts: Iterable[Partial]) -> Partial:
     return total
 
 
-def _merge_on_cluster(client, items: list) -> Partial:
+def _merge_on_cluster(client: Client, items: list) -> Partial:
     """Map the histograms onto the cluster and sum them there, a window of inputs at a time."""
     distributed = require_dask()
     window = _IN_FLIGHT_PER_THREAD * _threads(client)
@@ -205,7 +212,7 @@ def _merge_on_cluster(client, items: list) -> Partial:
 
 
 def shared_palette(
-    client, images: Sequence[ImageSource], clusters: int = 256, **options: Any
+    client: Client, images: Sequence[ImageSource], clusters: int = 256, **options: Any
 ) -> np.ndarray:
     """:func:`pil_kmc.shared_palette` on a Dask cluster: the same palette, map-reduced.
 
@@ -244,7 +251,9 @@ def encode_task(index: int, name: str, data: bytes, params: dict) -> Outcome:
     return Outcome(index, name, "ok", data=buffer.getvalue())
 
 
-def windowed(client, func, items: Iterable[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any, Any]]:
+def windowed(
+    client: Client, func: Callable[..., Any], items: Iterable[tuple[Any, tuple]]
+) -> Iterator[tuple[Any, Any, Any]]:
     """Run ``func(*args)`` on ``client``'s cluster for each ``(tag, args)`` of ``items``.
 
     Yields ``(tag, result, None)``, or ``(tag, None, error)`` when the task
@@ -282,7 +291,7 @@ def windowed(client, func, items: Iterable[tuple[Any, tuple]]) -> Iterator[tuple
 
 
 def encode_batch(
-    client, sources: Sequence[ImageSource], params: dict | None = None
+    client: Client, sources: Sequence[ImageSource], params: dict | None = None
 ) -> Iterator[Outcome]:
     """Encode every one of ``sources`` (paths or encoded bytes) on ``client``'s cluster.
 

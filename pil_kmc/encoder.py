@@ -270,19 +270,16 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
         raise ValueError("cannot save an empty image as KMC")
     # Options made without the image's info still honour its transparency.
     transparency = pixels.FROM_INFO if options.transparency is None else options.transparency
-    if options.palette is not None:  # remap to the given palette: no k-means, no quality search
-        if options.quality is not None or options.psnr is not None:
-            raise ValueError("quality and psnr choose the number of colours; palette= gives them")
+    given = options.palette is not None
+    if given and (options.quality is not None or options.psnr is not None):
+        raise ValueError("quality and psnr choose the number of colours; palette= gives them")
+    array, channels = pixels.to_array(im, transparency)
+    if given:  # remap to the given palette: no k-means, no quality search
         from .palettes import remap
 
         return remap(
-            im,
-            options.palette,
-            dither=options.dither,
-            colorspace=options.colorspace,
-            transparency=transparency,
+            array, channels, options.palette, dither=options.dither, colorspace=options.colorspace
         )
-    array, channels = pixels.to_array(im, transparency)
     own = None  # a palette image's own palette and indices, kept exactly when they fit
     if im.mode == "P":
         palette = pixels.own_palette(im, transparency)
@@ -325,9 +322,7 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         result,
         optimize=options.optimize,
         compression=None if options.compression is None else _COMPRESSIONS[options.compression],
-        # A palette in the user's own order is reordered only when optimize allows it;
-        # a given palette never is, so that images sharing it share their KPAL.
-        keep_order=options.palette is not None or (result.user_order and not options.optimize),
+        given=options.palette is not None,
     )
     header = layout.Header(
         im.width,
@@ -336,6 +331,5 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         coded.k,
         coded.bit_depth,
         compression=coded.method,
-        version=layout.version_for(coded.method),
     )
     return layout.build(header, coded.palette.tobytes(), coded.stream, list(options.chunks))

@@ -23,8 +23,9 @@ import lzma
 import os
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypeVar
 
 import numpy as np
 from numpy.lib import format as npy
@@ -32,6 +33,7 @@ from numpy.lib import format as npy
 from . import codec, layout
 
 PathOrFile = str | os.PathLike | IO[bytes]
+_T = TypeVar("_T")
 
 MEMBERS = ("array1.npy", "array2.npy", "array3.npy")
 _MAX_NPY_HEADER = 10_000
@@ -64,7 +66,9 @@ class NpzHeader:
     palette: np.ndarray
 
 
-def _member(zf: zipfile.ZipFile, name: str):
+def _member(
+    zf: zipfile.ZipFile, name: str
+) -> tuple[IO[bytes], tuple[int, ...], bool, np.dtype]:
     """Open a member and parse its .npy header: (stream, shape, fortran, dtype)."""
     compression = zf.getinfo(name).compress_type
     if compression not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -153,7 +157,7 @@ _ZIP_ERRORS = (
 
 
 @contextlib.contextmanager
-def _members_of(fp: IO[bytes]):
+def _members_of(fp: IO[bytes]) -> Iterator[zipfile.ZipFile]:
     """The archive, with zipfile's own errors turned into ``OSError``."""
     with _open_zip(fp) as zf:
         try:
@@ -225,7 +229,7 @@ def kmc_bytes(arrays: Arrays, compression: int = layout.XZ) -> bytes:
     return layout.build(header, arrays.palette.tobytes(), codec.encode(arrays.indices, header))
 
 
-def _with_input(src: PathOrFile, reader):
+def _with_input(src: PathOrFile, reader: Callable[[IO[bytes]], _T]) -> _T:
     if isinstance(src, (str, os.PathLike)):
         with open(src, "rb") as f:
             return reader(f)

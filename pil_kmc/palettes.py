@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImagePalette
 
-from . import exact, kmeans, layout, pixels, quantize
+from . import coding, exact, kmeans, layout, pixels, quantize
 
 #: What :func:`shared_palette` and :func:`image_histogram` take: an image or a path.
 ImageSource = Image.Image | str | os.PathLike | bytes
@@ -147,8 +147,9 @@ def palette_from_histogram(
 
     The same k-means as a save (fully transparent pixels keep one entry of
     their own); a histogram with no more distinct colours than ``clusters``
-    gives those colours. Entries come in the storage order of a save (by
-    alpha, then brightness), unused ones left out.
+    gives those colours. Entries come in the order a save stores a palette
+    that has no index plane of its own (:func:`pil_kmc.coding.palette_order`),
+    unused ones left out.
     """
     from .encoder import save_options
 
@@ -164,10 +165,10 @@ def palette_from_histogram(
     channels = hist.channels
     colours = quantize.key_colours(hist.keys, channels)
     if len(colours) <= options.clusters:
-        palette, labels = colours, np.arange(len(colours))
+        palette = colours
     else:
         space = options.colorspace if channels >= 3 else "rgb"
-        palette, labels = quantize.cluster(
+        palette, _ = quantize.cluster(
             colours,
             hist.counts,
             options.clusters,
@@ -176,7 +177,7 @@ def palette_from_histogram(
             tol=options.tol,
             colorspace=space,
         )
-    return palette[quantize.palette_order(palette, labels, hist.counts)]
+    return palette[coding.palette_order(palette)]
 
 
 def shared_palette(
@@ -278,24 +279,25 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 
 def remap(
-    im: Image.Image,
+    array: np.ndarray,
+    own: int,
     palette: np.ndarray,
     *,
     dither: float = 0.0,
     colorspace: str = "rgb",
-    transparency: Any = pixels.FROM_INFO,
 ) -> tuple[quantize.Quantized, int]:
-    """``im`` as indices into ``palette`` (from :func:`as_palette`), and the colour model C.
+    """Pixels as indices into ``palette`` (from :func:`as_palette`), and the colour model C.
+
+    ``array`` (h, w, ``own``) is an image's pixels as :func:`pil_kmc.pixels.to_array`
+    gives them; a palette of a wider colour model widens them.
 
     Every colour goes to its nearest entry (Euclidean; exact, ties to the
     lower index; in Oklab with ``colorspace="oklab"``), fully transparent
     pixels to the first fully transparent entry if there is one. ``dither``
     (a strength, 0 to 1) diffuses the error instead (Floyd-Steinberg).
-    The palette is kept whole and in order. ``transparency`` is the save
-    parameter (by default the image's ``info["transparency"]``).
+    The palette is kept whole and in order.
     """
     channels = palette.shape[1]
-    array, own = pixels.to_array(im, transparency)
     if widest_model([own, channels]) != channels:
         raise ValueError(
             f"the image is {_MODEL_NAMES[own]} and the palette {_MODEL_NAMES[channels]}: "

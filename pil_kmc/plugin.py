@@ -267,11 +267,13 @@ class KmcNpzDecoder(_Incremental):
 
 
 def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    from . import npz
+    from . import coding, npz
 
     options = encoder.save_options(im.encoderinfo, im.info)
     result, _ = encoder.quantize_image(im, options)
-    npz.write(fp, npz.Arrays(result.indices, result.palette))
+    # The palette order a .kmc save would store, so that both files agree.
+    palette, indices = coding.ordered(result, given=options.palette is not None)
+    npz.write(fp, npz.Arrays(indices, palette))
 
 
 Image.register_open(FORMAT, KmcImageFile, _accept)

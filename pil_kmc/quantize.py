@@ -1,4 +1,4 @@
-"""Pixels to palette and index plane: histogram, k-means, lookup, ordering.
+"""Pixels to palette and index plane: histogram, k-means, lookup.
 
 The pipeline, each step vectorised:
 
@@ -8,10 +8,13 @@ The pipeline, each step vectorised:
 2. histogram the keys (distinct colours and their counts);
 3. if there are no more distinct colours than clusters, the palette is the
    colours themselves and the result is lossless; otherwise cluster them
-   (:mod:`pil_kmc.kmeans`), round the centroids to 8 bits and assign every
-   distinct colour to its nearest rounded entry;
-4. order the palette (see :func:`palette_order`) and drop unused entries;
-5. map every pixel's key to its index through a lookup table.
+   (:mod:`pil_kmc.kmeans`), round the centroids to 8 bits, assign every
+   distinct colour to its nearest rounded entry and drop unused entries;
+4. map every pixel's key to its index through a lookup table.
+
+The palette comes out in a deterministic order with no policy in it (the
+colours' key order, or the k-means' own); the order a file stores is
+:mod:`pil_kmc.coding`'s choice.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ class Quantized:
     """A palette of ``k`` colours (k, C) and a (height, width) index plane.
 
     ``user_order`` marks a palette whose order is the user's own (a palette
-    image stored exactly, or gray levels in ascending order): only
-    ``optimize=True`` may reorder it.
+    image stored exactly, or gray levels in ascending order), which
+    :mod:`pil_kmc.coding` keeps unless ``optimize=True``.
     """
 
     palette: np.ndarray
@@ -114,12 +117,9 @@ def quantize(
         palette, labels = cluster(
             colours, counts, clusters, seed=seed, max_iter=max_iter, tol=tol, colorspace=space
         )
-    order = palette_order(palette, labels, counts)
-    rank = _rank(order, len(palette))
-    palette = palette[order]
     if dither:
         return Quantized(palette, dithered(pixels, palette, float(dither)))
-    indices = lookup(pixels, unique, rank[labels])
+    indices = lookup(pixels, unique, labels)
     # Exact gray levels in ascending order are an L image's own "palette".
     return Quantized(palette, indices, user_order=channels == 1 and len(unique) <= clusters)
 
@@ -163,6 +163,8 @@ def cluster(
     ``colours`` (M, C) are distinct, sorted by key, ``counts`` their pixels.
     With alpha, an all-zero first colour (the transparent pixels) keeps an
     exact entry of its own and the rest share the other ``clusters - 1``.
+    Entries that no colour is nearest to (possible once centroids are
+    rounded) are dropped; the others keep the k-means' order.
     """
     channels = colours.shape[1]
     has_alpha = channels in (2, 4)
@@ -184,24 +186,8 @@ def cluster(
     if transparent:
         palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
         labels = np.r_[0, labels + 1]
-    return palette, labels
-
-
-def palette_order(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Used palette entries in storage order: by alpha, then luma, then channels.
-
-    Ordering by brightness makes neighbouring pixels' indices numerically
-    close, which helps the index stream compress. Unused entries (possible
-    once centroids are rounded) are left out.
-    """
-    used = np.bincount(labels, weights=counts, minlength=len(palette)) > 0
-    p = palette.astype(np.int64)
-    channels = palette.shape[1]
-    luma = p[:, 0] if channels <= 2 else 299 * p[:, 0] + 587 * p[:, 1] + 114 * p[:, 2]
-    alpha = p[:, -1] if channels in (2, 4) else np.zeros(len(p), np.int64)
-    keys = [p[:, c] for c in reversed(range(channels))] + [luma, alpha]
-    order = np.lexsort(keys)
-    return order[used[order]]
+    used = np.flatnonzero(np.bincount(labels, minlength=len(palette)))
+    return palette[used], _rank(used, len(palette))[labels]
 
 
 def mse(pixels: np.ndarray, result: Quantized) -> float:

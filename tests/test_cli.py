@@ -189,13 +189,17 @@ def test_psnr_takes_todays_db_targets(photo, tmp_path):
     assert 1 < len(Image.open(out).getcolors(256)) < 256
 
 
+def quality_option(text: str) -> tuple[float, float]:
+    return cli.parse(["encode", "in.png", f"--quality={text}"]).quality
+
+
 @given(st.integers(0, 100), st.integers(0, 100))
 def test_quality_ranges_take_pngquants_forms(a, b):
     low, high = min(a, b), max(a, b)
-    assert cli._quality_range(f"{low}-{high}") == (low, high)
-    assert cli._quality_range(f"{low}-") == (low, 100)
-    assert cli._quality_range(f"-{high}") == (0, high)
-    assert cli._quality_range(str(high)) == (high * 9 // 10, high)  # pngquant's "N"
+    assert quality_option(f"{low}-{high}") == (low, high)
+    assert quality_option(f"{low}-") == (low, 100)
+    assert quality_option(f"-{high}") == (0, high)
+    assert quality_option(str(high)) == (high * 9 // 10, high)  # pngquant's "N"
 
 
 @pytest.mark.parametrize(

@@ -147,12 +147,15 @@ def test_reports_come_as_files_finish_and_a_summary_ends_the_batch(tmp_path):
 
 
 def test_the_progress_bar_counts_finished_files(tmp_path, monkeypatch, capsys):
-    jobs = [cli.EncodeJob(f"in{i}.png", str(tmp_path / f"out{i}.kmc"), {}) for i in range(3)]
+    names = ["missing.png", *small_images(tmp_path, 2)]
+    inputs = [str(tmp_path / n) for n in names]
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    batch = cli._Batch(jobs, force=False, verbose=False)
-    batch.fail(jobs[2], cli.UNREADABLE, "in2.png: cannot read")  # the last input finishes first
+    assert cli.main(["encode", *inputs, "-k", "3", "-j", "1"]) == cli.UNREADABLE
     err = capsys.readouterr().err
-    assert "kmc: in2.png: cannot read\n" in err and err.endswith("] 1/3")
+    # Each finished file moves the bar on; messages and the summary clear it first.
+    assert "\r\033[Kkmc: " in err and "\r\033[K3 files: 2 written, 1 failed" in err
+    steps = [err.index(text) for text in ("cannot read", "] 1/3", "] 2/3", "3 files")]
+    assert steps == sorted(steps)
 
 
 def test_jobs_do_not_change_the_bytes(tmp_path):

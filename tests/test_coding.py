@@ -59,18 +59,45 @@ def test_policy_by_situation():
     assert {c.method for c in optimize_large} == set(layout.PLANE_METHODS)
 
 
-def test_many_colours_are_ordered_by_cooccurrence_and_few_keep_their_order():
+def test_many_colours_are_ordered_by_cooccurrence_and_few_by_brightness():
     rng = np.random.default_rng(12)
     a = np.repeat(np.repeat(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), 4, 0), 4, 1)
     result, _ = encoder.quantize_image(Image.fromarray(a), encoder.save_options({"clusters": 64}))
     coded = coding.code(result)
-    by_cooccurrence = coding.reorder(result, coding.cooccurrence_order(result))
-    assert np.array_equal(coded.palette, by_cooccurrence.palette)
+    brightness = coding.palette_order(result.palette)
+    order = coding.cooccurrence_order(result.indices, result.k, ties=brightness)
+    assert np.array_equal(coded.palette, result.palette[order])
     assert np.array_equal(coded.palette[coded.indices], result.palette[result.indices])
-    kept = coding.code(result, keep_order=True)
+    assert all(map(np.array_equal, coding.ordered(result), (coded.palette, coded.indices)))
+    kept = coding.code(result, given=True)
     assert np.array_equal(kept.palette, result.palette)
     few, _ = encoder.quantize_image(Image.fromarray(a), encoder.save_options({"clusters": 16}))
-    assert np.array_equal(coding.code(few).palette, few.palette)
+    by_brightness = few.palette[coding.palette_order(few.palette)]
+    assert np.array_equal(coding.code(few).palette, by_brightness)
+    assert np.array_equal(coding.ordered(few)[0], by_brightness)
+
+
+def test_a_forced_method_keeps_the_brightness_order_of_many_colours():
+    rng = np.random.default_rng(5)
+    palette = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+    result = quantize.Quantized(palette, rng.integers(0, 40, (30, 30), dtype=np.uint8))
+    coded = coding.code(result, compression=layout.ZLIB)
+    assert np.array_equal(coded.palette, palette[coding.palette_order(palette)])
+
+
+def test_the_users_own_order_is_changed_by_optimize_only():
+    rng = np.random.default_rng(6)
+    for k in (8, 40):
+        palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+        own = quantize.Quantized(
+            palette, rng.integers(0, k, (30, 30), dtype=np.uint8), user_order=True
+        )
+        assert np.array_equal(coding.code(own).palette, palette)
+        assert coding.ordered(own)[0] is palette
+        tried = coding.orders(own, coding.plan(900, optimize=True), optimize=True)
+        assert tried[0][0] is palette and len(tried) == 2
+        kept = coding.orders(own, coding.plan(900, optimize=True), optimize=True, given=True)
+        assert len(kept) == 1 and kept[0][0] is palette
 
 
 def test_forced_compression_is_used_as_it_is():
@@ -81,16 +108,13 @@ def test_forced_compression_is_used_as_it_is():
         assert coded.method == method and coded.indices is plane
 
 
-def quantized_pixels(q: quantize.Quantized) -> np.ndarray:
-    return q.palette[q.indices]
-
-
 @given(st.integers(1, 4).flatmap(lambda c: arrays(c, max_colours=30)))
 def test_cooccurrence_order_is_a_permutation_and_reorder_keeps_the_image(a):
     q = quantize.quantize(a, 256)
-    order = coding.cooccurrence_order(q)
+    order = coding.cooccurrence_order(q.indices, q.k)
     assert sorted(order.tolist()) == list(range(q.k))
-    assert np.array_equal(quantized_pixels(coding.reorder(q, order)), quantized_pixels(q))
+    palette, indices = coding.reorder(q.palette, q.indices, order)
+    assert np.array_equal(palette[indices], q.palette[q.indices])
 
 
 def test_cooccurrence_order_puts_touching_entries_side_by_side():
@@ -99,14 +123,22 @@ def test_cooccurrence_order_puts_touching_entries_side_by_side():
         np.arange(4, dtype=np.uint8)[:, None] * 60,
         np.array([[0, 2, 0, 2], [1, 3, 1, 3]] * 3, np.uint8)[::2],
     )
-    order = coding.cooccurrence_order(q).tolist()
+    order = coding.cooccurrence_order(q.indices, q.k).tolist()
     assert abs(order.index(0) - order.index(2)) == 1
+
+
+@given(st.integers(1, 4).flatmap(lambda c: arrays(c, max_colours=30)), st.randoms())
+def test_cooccurrence_ties_go_by_the_order_given(a, random):
+    q = quantize.quantize(a, 256)
+    ties = np.array(random.sample(range(q.k), q.k))
+    _, in_that_order = coding.reorder(q.palette, q.indices, ties)
+    expected = ties[coding.cooccurrence_order(in_that_order, q.k)]
+    assert np.array_equal(coding.cooccurrence_order(q.indices, q.k, ties=ties), expected)
 
 
 def test_cooccurrence_order_is_the_same_counted_in_blocks_of_rows(monkeypatch):
     rng = np.random.default_rng(9)
     indices = np.kron(rng.integers(0, 30, (12, 9)), np.ones((5, 7), np.int64)).astype(np.uint8)
-    q = quantize.Quantized(np.zeros((30, 3), np.uint8), indices)
-    whole = coding.cooccurrence_order(q)
+    whole = coding.cooccurrence_order(indices, 30)
     monkeypatch.setattr(coding, "_TOUCH_BLOCK_PIXELS", 2 * indices.shape[1] + 1)
-    assert np.array_equal(coding.cooccurrence_order(q), whole)
+    assert np.array_equal(coding.cooccurrence_order(indices, 30), whole)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pil_kmc import _kmc
+from pil_kmc import quantize
 
 from .reference import dither as reference
 
@@ -24,10 +24,8 @@ def cases(draw):
 
 
 def compiled(pixels: np.ndarray, palette: np.ndarray, strength: int) -> np.ndarray:
-    h, w, channels = pixels.shape
-    out = bytearray(w * h)
-    _kmc.dither(pixels.tobytes(), w, h, channels, palette.tobytes(), strength, out)
-    return np.frombuffer(out, np.uint8).reshape(h, w)
+    """The compiled error diffusion, ``strength`` in 256ths as the reference takes it."""
+    return quantize.dithered(pixels, palette, strength / 256)
 
 
 @settings(max_examples=60)

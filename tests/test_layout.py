@@ -223,8 +223,9 @@ def test_a_broken_chunk_is_an_error_even_when_partial():
 
 
 def test_chunk_lengths_are_checked_by_what_follows_them():
-    # Spec section 10: the length is not under the CRC; a changed length is
-    # caught as a CRC mismatch, a bad chunk type or a truncation.
+    # Spec section 2: the length is not under the CRC; a changed length is
+    # caught as a CRC mismatch, a bad chunk type or a truncation
+    # (docs/format-notes.md).
     data = a_file()
     kidx = data.index(b"KIDX") - 4
     for delta in (-3, -1, 1, 2, 5):

@@ -57,6 +57,21 @@ def test_saving_npz_writes_the_original_layout(seed_dir, tmp_path):
     assert np.array_equal(original_decoder(data), np.asarray(photo))
 
 
+@pytest.mark.parametrize("mode, clusters", [("RGB", 8), ("RGB", 40), ("RGBA", 30), ("L", 20)])
+def test_an_npz_save_stores_the_palette_and_indices_of_a_kmc_save(mode, clusters):
+    rng = np.random.default_rng(clusters)
+    a = np.repeat(rng.integers(0, 256, (24, 30, 4), dtype=np.uint8), 2, axis=0)
+    a[..., 3] = np.where(a[..., 3] < 40, 0, 255)
+    im = Image.fromarray(a, "RGBA").convert(mode)
+    as_kmc, as_npz, converted = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    im.save(as_kmc, "KMC", clusters=clusters)
+    im.save(as_npz, "KMCNPZ", clusters=clusters)
+    npz.kmc_to_npz(io.BytesIO(as_kmc.getvalue()), converted)
+    direct, via_kmc = (npz.read(io.BytesIO(b.getvalue())) for b in (as_npz, converted))
+    assert np.array_equal(direct.palette, via_kmc.palette)
+    assert np.array_equal(direct.indices, via_kmc.indices)
+
+
 def test_original_npz_to_kmc_and_back_is_identical(seed_dir, tmp_path):
     npz.npz_to_kmc(seed_dir / "compressed.npz", tmp_path / "x.kmc")
     npz.kmc_to_npz(tmp_path / "x.kmc", tmp_path / "y.npz")

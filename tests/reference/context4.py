@@ -53,7 +53,8 @@ def _probability_of_zero(zeros: np.ndarray, total: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(f0, 1), _PROB_ONE - 1)
 
 
-def _neighbour_pattern(left, up, up_left, up_right):
+def _neighbour_pattern(left, up, up_right, up_left):
+    """Spec section 5.5's pattern; the neighbours in the order _questions takes them."""
     return (
         (left == up).astype(np.int64)
         | (left == up_left) << 1
@@ -107,7 +108,7 @@ def encode(indices: np.ndarray, k: int) -> bytes:
         )
     )
     del order
-    pattern = _neighbour_pattern(left, up, up_left, up_right).astype(np.uint8)
+    pattern = _neighbour_pattern(left, up, up_right, up_left).astype(np.uint8)
     lanes = lanes_for(width, height)
     lane_of = (row % lanes).astype(np.uint16 if lanes <= 1 << 16 else np.int32)
     del row
@@ -256,7 +257,7 @@ def decode(stream: bytes, width: int, height: int, k: int, *, partial: bool = Fa
         ln = ys % lanes
         left, up = plane[here - 1], plane[here - row]
         up_left, up_right = plane[here - row - 1], plane[here - row + 1]
-        pattern = _neighbour_pattern(left, up, up_left, up_right)
+        pattern = _neighbour_pattern(left, up, up_right, up_left)
         value = np.zeros(len(ys), np.int64)
         open_ = np.ones(len(ys), bool)
         asked_contexts, answers = [], []
