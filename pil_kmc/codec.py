@@ -313,9 +313,7 @@ def _xz_sequential(data: bytes, size: int, partial: bool) -> bytes:
     return b"".join(parts)
 
 
-def decompress(
-    data: bytes, method: int, size: int, *, partial: bool = False, threads: bool = True
-) -> bytes:
+def decompress(data: bytes, method: int, size: int, *, partial: bool = False) -> bytes:
     """Decompress exactly ``size`` bytes, never producing more than ``size + 1``.
 
     Raises :class:`FormatError` if the stream is corrupt, ends early, holds
@@ -323,8 +321,7 @@ def decompress(
     xz data may be several concatenated streams, decoded in parallel when
     their boundaries can be read, with the same verdict as in sequence. With
     ``partial``, a stream that ends early returns what it produced instead
-    (for ``ImageFile.LOAD_TRUNCATED_IMAGES``). ``threads=False`` forces the
-    sequential path.
+    (for ``ImageFile.LOAD_TRUNCATED_IMAGES``).
     """
     name = layout.COMPRESSION_NAMES.get(method, str(method))
     if method == layout.XZ:
@@ -334,7 +331,7 @@ def decompress(
                 raise FormatError("empty xz stream (every xz stream must hold at least one byte)")
             # Threads pay only for long streams; many short ones go in sequence.
             parallel = streams and 1 < len(streams) <= size // (XZ_STRIP >> 8)
-            if threads and parallel and sum(s[2] for s in streams) == size:
+            if parallel and sum(s[2] for s in streams) == size:
                 joined = _xz_parallel(data, streams, size)
                 if joined is not None:
                     return joined

@@ -33,6 +33,7 @@ import pil_kmc  # noqa: F401
 from pil_kmc import codec, layout
 from pil_kmc.layout import FormatError
 
+from .test_codec import xz_decompress
 from .test_layout import chunks_of
 
 ALLOWED = (OSError, ValueError, Image.DecompressionBombError)
@@ -259,9 +260,9 @@ def test_an_empty_stream_after_the_plane_is_refused_on_every_path(threads):
     # Item 3: accepted at 1024 x 1024 (parallel path), refused at 64 x 64.
     plane = bytes(np.random.default_rng(3).integers(0, 4, 1 << 20, dtype=np.uint8))
     two = codec.compress(plane, layout.XZ, strips=2)
-    assert codec.decompress(two, layout.XZ, len(plane), threads=threads) == plane
+    assert xz_decompress(two, len(plane), threads) == plane
     with pytest.raises(FormatError, match="empty xz stream"):
-        codec.decompress(two + xz(b""), layout.XZ, len(plane), threads=threads)
+        xz_decompress(two + xz(b""), len(plane), threads)
     data = kmc_file(two + xz(b""), 1024, 1024)
     with pytest.raises(OSError, match="empty xz stream"):
         open_and_load(data)
@@ -276,7 +277,7 @@ def test_sequential_and_parallel_xz_agree_on_any_concatenation(lengths, data):
 
     def outcome(threads):
         try:
-            return codec.decompress(stream, layout.XZ, size, threads=threads)
+            return xz_decompress(stream, size, threads)
         except FormatError as e:
             return str(e)
 
@@ -302,7 +303,7 @@ def test_xz_filter_chains_other_than_lzma2_alone_are_refused():
         with pytest.raises(OSError, match="filter chain"):
             open_and_load(kmc_file(stream))
         with pytest.raises(FormatError, match="filter chain"):
-            codec.decompress(stream, layout.XZ, 64, threads=False)
+            xz_decompress(stream, 64, False)
 
 
 def test_two_bzip2_or_zlib_streams_are_refused():
