@@ -271,7 +271,8 @@ def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
     options = encoder.save_options(im.encoderinfo, im.info)
     result, _ = encoder.quantize_image(im, options)
-    # The palette order a .kmc save would store, so that both files agree.
+    # The palette order a default .kmc save stores (optimize= and compression=
+    # choose .kmc coding only), so that both files agree.
     palette, indices = coding.ordered(result, given=options.palette is not None)
     npz.write(fp, npz.Arrays(indices, palette))
 

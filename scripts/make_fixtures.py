@@ -111,6 +111,7 @@ ENCODES = [
     ("encode-rgb-k200-optimize", "RGB", {"clusters": 200, "optimize": True}),
     ("encode-rgba-k40", "RGBA", {"clusters": 40}),
     ("encode-gray-k6", "L", {"clusters": 6}),
+    ("encode-rgb-k16-dither", "RGB", {"clusters": 16, "dither": 0.8}),
 ]
 
 

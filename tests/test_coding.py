@@ -136,6 +136,14 @@ def test_cooccurrence_ties_go_by_the_order_given(a, random):
     assert np.array_equal(coding.cooccurrence_order(q.indices, q.k, ties=ties), expected)
 
 
+def test_cooccurrence_ties_go_to_the_entry_earlier_in_the_given_order():
+    # Every entry occurs once and 2 touches both others once: the chain
+    # starts at the first of the tied entries and grows from it.
+    indices = np.array([[0, 2, 1]], np.uint8)
+    assert coding.cooccurrence_order(indices, 3).tolist() == [0, 2, 1]
+    assert coding.cooccurrence_order(indices, 3, ties=np.array([1, 0, 2])).tolist() == [1, 2, 0]
+
+
 def test_cooccurrence_order_is_the_same_counted_in_blocks_of_rows(monkeypatch):
     rng = np.random.default_rng(9)
     indices = np.kron(rng.integers(0, 30, (12, 9)), np.ones((5, 7), np.int64)).astype(np.uint8)
