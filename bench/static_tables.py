@@ -2,11 +2,12 @@
 
     python3 bench/static_tables.py            # every photograph and the 9.4 MP case, k = 16 and 256
 
-Method 5 decodes at about one adaptive binary answer per pixel, and its
-decoder is bound by the instructions it executes, not by one dependency
-chain (docs/bench-results.md, "Decode"). A method that decodes a whole
-symbol per pixel from fixed tables would execute far fewer. This script
-estimates what such tables would cost, without writing a coder: per pixel,
+Method 5 decodes about one adaptive binary answer per pixel, and about
+half of its time goes to answers the processor guesses wrong
+(docs/decode.md). A method that decodes a whole symbol per pixel from
+fixed tables would guess less and execute less. This script estimates
+what such tables would cost, without writing a coder: per pixel, within
+each of method 5's strips (rows above a strip count as index 0),
 the symbol of method 5's questions (L, U, UR, UL with repeats skipped, or a
 literal) under method 5's 7-bit neighbour pattern, and the literal as an
 index or as its distance from L modulo k, whichever is smaller; the ideal
@@ -57,6 +58,12 @@ def ideal_bits(symbols: np.ndarray, contexts: np.ndarray, n_contexts: int, n_sym
 
 def estimate(plane: np.ndarray, k: int) -> float:
     """Bytes of a static-table coding of the plane in method 5's strips."""
+    height, width = plane.shape
+    rows = context.strip_rows(width, height)
+    return sum(_strip_estimate(plane[y0 : y0 + rows], k) for y0 in range(0, height, rows))
+
+
+def _strip_estimate(plane: np.ndarray, k: int) -> float:
     s, left, up, up_left, up_right, left2, up2 = neighbours(plane)
     pattern = (
         (left == up)
@@ -76,19 +83,13 @@ def estimate(plane: np.ndarray, k: int) -> float:
     symbol = np.full(s.shape, SYMBOLS - 1)
     for i, candidate in reversed(list(enumerate([left, up, up_right, up_left]))):
         symbol = np.where(asked[i] & (s == candidate), i, symbol)
-    height, width = plane.shape
-    rows = context.strip_rows(width, height)
-    total = 0.0
-    for y0 in range(0, height, rows):
-        part = slice(y0, y0 + rows)
-        bits, used = ideal_bits(symbol[part].ravel(), pattern[part].ravel(), PATTERNS, SYMBOLS)
-        literal = symbol[part] == SYMBOLS - 1
-        values = s[part][literal]
-        one = np.zeros(values.size, np.int64)
-        distance = (values - left[part][literal]) % k
-        literal_bits = min(ideal_bits(values, one, 1, k)[0], ideal_bits(distance, one, 1, k)[0])
-        total += bits + literal_bits + 12 * (used * SYMBOLS + k)
-    return total / 8
+    bits, used = ideal_bits(symbol.ravel(), pattern.ravel(), PATTERNS, SYMBOLS)
+    literal = symbol == SYMBOLS - 1
+    values = s[literal]
+    one = np.zeros(values.size, np.int64)
+    distance = (values - left[literal]) % k
+    literal_bits = min(ideal_bits(values, one, 1, k)[0], ideal_bits(distance, one, 1, k)[0])
+    return (bits + literal_bits + 12 * (used * SYMBOLS + k)) / 8
 
 
 def main() -> None:
