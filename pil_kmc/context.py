@@ -74,11 +74,16 @@ def decode(stream: bytes, width: int, height: int, k: int, *, partial: bool = Fa
 def strip_rows(width: int, height: int) -> int:
     """Rows per strip that a writer uses: a power-of-two number of strips of about STRIP_PIXELS.
 
-    A power of two shares out evenly between 2, 4 or 8 cores. The choice
-    depends only on the size, so the bytes are the same on every machine.
+    A power of two shares out evenly between 2, 4 or 8 cores, and every plane
+    that two strips can hold gets at least two, so that two cores decode it:
+    each strip's contexts learn from scratch, which costs a few bytes against
+    one strip (docs/bench-results.md). The choice depends only on the size,
+    so the bytes are the same on every machine.
     """
-    strips = 1
-    while 2 * strips * STRIP_PIXELS <= width * height and 2 * strips <= height:
+    pixels, strips = width * height, 1
+    while 2 * strips <= height and (
+        2 * strips * STRIP_PIXELS <= pixels or (strips == 1 and pixels >= 2 * MIN_STRIP_PIXELS)
+    ):
         strips *= 2
     rows = -(-height // strips)
     if rows < height and rows * width < MIN_STRIP_PIXELS:  # never for the sizes above
