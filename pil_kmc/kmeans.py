@@ -98,9 +98,16 @@ def colour_histogram(keys: np.ndarray, overwrite: bool = False) -> tuple[np.ndar
     """
     ordered = keys if overwrite else keys.copy()
     ordered.sort()  # equal keys are indistinguishable: any algorithm gives these bytes
-    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1  # one bool per key, no copies
-    starts = np.concatenate([[0], starts])
-    counts = np.diff(np.append(starts, ordered.size))
+    # One bool per key and nothing else of that length: at 9.4 MP the
+    # histogram sets the save's peak memory along with the keys.
+    change = np.empty(ordered.size, dtype=bool)
+    change[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    del change
+    counts = np.empty(len(starts), dtype=np.int64)
+    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+    counts[-1:] = ordered.size - starts[-1:]
     return ordered[starts], counts
 
 
@@ -111,14 +118,21 @@ def _collapse(cells: np.ndarray, bits: int, weights: np.ndarray, values: np.ndar
     ``values`` and its total weight.
     """
     channels = cells.shape[1]
-    ids = np.zeros(len(cells), dtype=np.int64)
+    # Built in place, in 32 bits where the ids fit: the first grid is
+    # collapsed from every distinct colour, and its temporaries set the peak memory.
+    ids = np.zeros(len(cells), dtype=np.uint32 if bits * channels <= 32 else np.int64)
     for c in range(channels):
-        ids = (ids << bits) | cells[:, c]
+        ids <<= bits
+        ids |= cells[:, c]
     labels, count = _compact(ids, bits * channels)
+    del ids
     total = np.bincount(labels, weights=weights, minlength=count)
     means = np.empty((count, values.shape[1]), dtype=np.float64)
+    product = np.empty(len(cells), dtype=np.float64)
     for c in range(values.shape[1]):
-        means[:, c] = np.bincount(labels, weights=weights * values[:, c], minlength=count)
+        np.multiply(weights, values[:, c], out=product)
+        means[:, c] = np.bincount(labels, weights=product, minlength=count)
+    del product
     occupied = np.empty((count, channels), dtype=cells.dtype)
     occupied[labels] = cells
     return occupied, (means / total[:, None]).astype(np.float32), total
@@ -136,7 +150,10 @@ def _compact(ids: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     present = np.zeros(1 << bits, dtype=bool)
     present[ids] = True
     number = np.cumsum(present, dtype=np.int32)  # a third of the memory of int64 to touch
-    return number[ids] - 1, int(number[-1])
+    count = int(number[-1])
+    labels = number[ids].astype(np.intp)  # bincount would convert it anyway
+    labels -= 1
+    return labels, count
 
 
 def kmeans_plusplus(
