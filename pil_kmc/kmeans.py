@@ -16,11 +16,13 @@ every cell whose colours all fall in one cluster. So :func:`cluster` runs:
    step lowers the weighted squared error by less than ``_CONVERGED``; at
    most ``max_iter`` steps, and fewer where points times clusters make each
    step costly (``_SEED_STAGE_WORK``, ``_STAGE_WORK``);
-3. **random swaps** on that grid (:func:`_swaps`), as many as a fixed amount
-   of work allows: one centroid is moved to a point drawn by its weighted
-   squared error, a few Lloyd steps follow, and the swap is kept only if the
-   weighted error fell. Lloyd's iterations only reach the nearest local
-   optimum; a swap can leave it for a better one;
+3. **swaps** on that grid (:func:`_swaps`), as many as a fixed amount of
+   work allows: of two points drawn by their weighted squared error, one
+   takes the place of the centroid whose loss costs least (both chosen by
+   the exact error after the swap, :func:`_best_swap`), a few Lloyd steps
+   follow, and the swap is kept only if the weighted error fell. Lloyd's
+   iterations only reach the nearest local optimum; a swap can leave it
+   for a better one;
 4. **refinement**: Lloyd's iterations to convergence on the grids two, four
    and eight times finer per channel (or on the distinct colours themselves
    once a grid would not halve their number, or when the finest grid is
@@ -64,10 +66,10 @@ _CONVERGED = 1e-4
 # bincounts and the Python around them) a stage may spend, which caps its steps
 # where points times clusters are many: the seeding stage's and each finer
 # one's. The cap is a time budget: a 512 x 512 photograph at k = 256 must
-# save within pngquant --speed 4's time (bench/kmeans.py), and larger caps
-# gain little there (docs/bench-results.md); never fewer than _MIN_STEPS.
+# save within pngquant --speed 4's time (bench/kmeans.py); never fewer than
+# _MIN_STEPS.
 _SEED_STAGE_WORK = 100_000_000
-_STAGE_WORK = 80_000_000
+_STAGE_WORK = 120_000_000
 _MIN_STEPS = 2
 _STEP_OVERHEAD = 128
 # k-means|| replaces k-means++ from this many points times clusters (k = 256 on
@@ -76,12 +78,15 @@ _STEP_OVERHEAD = 128
 _PARALLEL_SEED_WORK = 1 << 20
 _PARALLEL_SWEEPS = 2
 _OVERSAMPLING = 2
-# Random swaps: at most this many, each trial this many Lloyd steps, and all
-# of them together at most this many point-centroid distances (a few
-# milliseconds' worth), so that they cost little at every size.
-_SWAP_TRIALS = 30
+# Swaps: at most this many trials, each choosing among this many drawn points
+# and taking this many Lloyd steps, and all of them together at most this
+# many point-centroid distances. Where points times clusters are many (k =
+# 256 on a photograph's seeding grid) that allows none, and the time goes to
+# the finer stages' steps instead, which gain more there.
+_SWAP_TRIALS = 60
+_SWAP_DRAWS = 2
 _SWAP_STEPS = 4
-_SWAP_WORK = 8_000_000
+_SWAP_WORK = 20_000_000
 # The exact colours get a stage of their own after the finest grid when that
 # has fewer cells than this per cluster (a cluster a few cells wide is served
 # poorly by whole cells), or when points x clusters are at most _EXACT_STAGE_WORK.
@@ -448,14 +453,15 @@ class _Lloyd:
 def _swaps(
     fit: _Lloyd, state: _State, rng: np.random.Generator, max_iter: int, tol: float
 ) -> _State:
-    """Random swap local search (Fränti and Kivijärvi, 2000) from a converged ``state``.
+    """Swap local search from a converged ``state`` (random swap, Fränti and Kivijärvi, 2000).
 
-    Each trial moves a centroid drawn uniformly onto a point drawn with
-    probability proportional to its weighted squared error (where the
-    clustering serves worst), runs _SWAP_STEPS Lloyd steps and keeps the
-    result only if its weighted error is lower; a kept swap is then run to
-    convergence. Errors are exact, so the same swaps are kept on every
-    machine.
+    Each trial draws _SWAP_DRAWS points with probability proportional to
+    their weighted squared error (where the clustering serves worst), moves
+    onto one of them the centroid whose move leaves the least error before
+    any Lloyd step (:func:`_best_swap`), runs _SWAP_STEPS Lloyd steps and
+    keeps the result only if its weighted error is lower; a kept swap is
+    then run to convergence. Errors are exact, so the same swaps are kept on
+    every machine.
     """
     k = len(state.centroids)
     n = len(fit.points)
@@ -463,18 +469,52 @@ def _swaps(
         return state
     trials = min(_SWAP_TRIALS, _SWAP_WORK // (n * k * (_SWAP_STEPS + 1)))
     draw = _Sampler(n)
+    nearest = None
     for _ in range(trials):
         draw.mass[:] = state.shares
-        where = draw(rng.random(1))
-        victim = int(rng.integers(k))
+        where = draw(rng.random(_SWAP_DRAWS))
         if where is None:  # every point sits on a centroid
             break
+        if nearest is None:  # once per kept swap
+            labels, first, second = exact.closest(fit.snapped, exact.snap(state.centroids), True)
+            nearest = labels, fit.squares + 2 * first.astype(np.float64)
+            nearest += (fit.squares + 2 * second.astype(np.float64),)
+        victim, point = _best_swap(fit, k, *nearest, where)
         candidate = state.centroids.copy()
-        candidate[victim] = fit.points[int(where[0])]
+        candidate[victim] = fit.points[point]
         trial = fit.run(candidate, _SWAP_STEPS, tol)
         if trial.error < state.error:
             state = fit.run(trial.centroids, max_iter, tol)
+            nearest = None
     return state
+
+
+def _best_swap(
+    fit: _Lloyd, k: int, labels: np.ndarray, d1: np.ndarray, d2: np.ndarray, where: np.ndarray
+) -> tuple[int, int]:
+    """The centroid and drawn point whose swap leaves the least weighted error, labels reassigned.
+
+    ``d1`` and ``d2`` are each point's squared distances to its nearest and
+    second nearest centroid. After the swap a point served by the removed
+    centroid goes to its second nearest or the new one, any other to its own
+    or the new one, so the error of every (centroid, point) swap comes from
+    one product and one weighted count (Lattanzi and Sohler, ICML 2019,
+    evaluate swaps so). The distances are exact integers and so is every
+    weighted sum, so the choice is the same on every machine; ties go to the
+    lowest centroid, then the first point.
+    """
+    weights, m = fit.weights, len(where)
+    scores = exact.matmul(fit.snapped, exact.coefficients(exact.snap(fit.points[where])))
+    to_new = fit.squares[:, None] + 2 * scores.astype(np.float64)
+    kept = np.minimum(to_new, d1[:, None])
+    loss = np.minimum(to_new, d2[:, None])
+    loss -= kept
+    loss *= weights[:, None]
+    slots = (labels[:, None] * m + np.arange(m)).reshape(-1)
+    after = np.bincount(slots, weights=loss.reshape(-1), minlength=k * m).reshape(k, m)
+    after += exact.weighted_sums(np.ascontiguousarray(kept.T), weights)
+    victim, t = divmod(int(np.argmin(after)), m)
+    return victim, int(where[t])
 
 
 def _seed_stage(stages: list, values: np.ndarray, k: int) -> int:
