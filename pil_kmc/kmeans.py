@@ -82,8 +82,8 @@ _OVERSAMPLING = 2
 # Swaps: at most this many trials, each choosing among this many drawn points
 # and taking this many Lloyd steps, and all of them together at most this
 # many point-centroid distances. Where points times clusters are many (k =
-# 256 on a photograph's seeding grid) that allows none, and the time goes to
-# the finer stages' steps instead, which gain more there.
+# 256 on a photograph's seeding grid) that allows one trial or none, and the
+# time goes to the finer stages' steps instead, which gain more there.
 _SWAP_TRIALS = 20
 _SWAP_DRAWS = 2
 _SWAP_STEPS = 4
