@@ -81,20 +81,23 @@ _PARALLEL_SWEEPS = 2
 _OVERSAMPLING = 2
 # Swaps: at most this many trials, each choosing among this many drawn points
 # and taking this many Lloyd steps, and all of them together at most this
-# many point-centroid distances. Where points times clusters are many (k =
-# 256 on a photograph's seeding grid) that allows one trial or none, and the
-# time goes to the finer stages' steps instead, which gain more there.
-_SWAP_TRIALS = 20
+# many point-centroid distances; fewer than _MIN_TRIALS are not tried (one
+# or two gained nothing measurable at k = 256, for a tenth of the save's
+# time). Where points times clusters are many (k = 256 on a photograph's
+# seeding grid) that leaves none, and the time goes to the finer stages'
+# steps instead, which gain more there.
+_SWAP_TRIALS = 60
 _SWAP_DRAWS = 2
 _SWAP_STEPS = 4
-_SWAP_WORK = 7_000_000
+_SWAP_WORK = 21_000_000
+_MIN_TRIALS = 3
 # Where the seeding grid's points times clusters are at most _RESTART_WORK
-# (k = 16 and 64 on photographs), it is seeded, converged and swapped this
-# many times from the one random stream, and the lowest error goes on:
-# seeds alone move the error by a few tenths of a dB at k = 16, and the
-# restarts share one swap budget's time between them.
+# (k = 16 on photographs), it is seeded, converged and swapped this many
+# times from the one random stream, and the lowest error goes on: seeds
+# alone move the error by a few tenths of a dB at k = 16. The restarts share
+# one swap budget.
 _RESTARTS = 3
-_RESTART_WORK = 1_000_000
+_RESTART_WORK = 200_000
 # The exact colours get a stage of their own after the finest grid when that
 # has fewer cells than this per cluster (a cluster a few cells wide is served
 # poorly by whole cells), or when points x clusters are at most _EXACT_STAGE_WORK.
@@ -355,12 +358,13 @@ def cluster(
     fit = _Lloyd(points, w)
     steps = _steps(fit, k, max_iter, _SEED_STAGE_WORK)
     best = None
-    for _ in range(_RESTARTS if len(points) * k <= _RESTART_WORK else 1):
+    restarts = _RESTARTS if len(points) * k <= _RESTART_WORK else 1
+    for _ in range(restarts):
         if len(points) * k >= _PARALLEL_SEED_WORK:
             centroids = kmeans_parallel(points, w, k, rng)
         else:
             centroids = kmeans_plusplus(points, w, k, rng)
-        state = _swaps(fit, fit.run(centroids, steps, tol), rng, steps, tol)
+        state = _swaps(fit, fit.run(centroids, steps, tol), rng, steps, tol, restarts)
         if best is None or state.error < best.error:
             best = state
     centroids = best.centroids
@@ -464,7 +468,12 @@ class _Lloyd:
 
 
 def _swaps(
-    fit: _Lloyd, state: _State, rng: np.random.Generator, max_iter: int, tol: float
+    fit: _Lloyd,
+    state: _State,
+    rng: np.random.Generator,
+    max_iter: int,
+    tol: float,
+    share: int = 1,
 ) -> _State:
     """Swap local search from a converged ``state`` (random swap, Fränti and Kivijärvi, 2000).
 
@@ -473,14 +482,16 @@ def _swaps(
     onto one of them the centroid whose move leaves the least error before
     any Lloyd step (:func:`_best_swap`), runs _SWAP_STEPS Lloyd steps and
     keeps the result only if its weighted error is lower; a kept swap is
-    then run to convergence. Errors are exact, so the same swaps are kept on
-    every machine.
+    then run to convergence. ``share`` restarts share the trials. Errors
+    are exact, so the same swaps are kept on every machine.
     """
     k = len(state.centroids)
     n = len(fit.points)
     if k < 2 or n <= k:
         return state
-    trials = min(_SWAP_TRIALS, _SWAP_WORK // (n * k * (_SWAP_STEPS + 1)))
+    trials = min(_SWAP_TRIALS, _SWAP_WORK // (n * k * (_SWAP_STEPS + 1))) // share
+    if trials < _MIN_TRIALS:
+        return state
     draw = _Sampler(n)
     nearest = None
     for _ in range(trials):
