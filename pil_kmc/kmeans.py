@@ -500,9 +500,8 @@ def _swaps(
         if where is None:  # every point sits on a centroid
             break
         if nearest is None:  # once per kept swap
-            labels, first, second = exact.closest(fit.snapped, exact.snap(state.centroids), True)
-            nearest = labels, fit.squares + 2 * first.astype(np.float64)
-            nearest += (fit.squares + 2 * second.astype(np.float64),)
+            labels, *scores = exact.closest(fit.snapped, exact.snap(state.centroids), True)
+            nearest = [labels] + [fit.squares + 2 * s.astype(np.float64) for s in scores]
         victim, point = _best_swap(fit, k, *nearest, where)
         candidate = state.centroids.copy()
         candidate[victim] = fit.points[point]
