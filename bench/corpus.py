@@ -122,6 +122,14 @@ CATALOGUE: list[Entry] = [
         "plasma-workspace-wallpapers",
     ),
     _sk("rocket", "photo", "launch pad, sky", "rocket.jpg"),
+    _deb(
+        "summer_night",
+        "dusk sky over a lake",
+        "/usr/share/wallpapers/summer_1am/contents/images/1920x1080.jpg",
+        "plasma-workspace-wallpapers",
+    ),
+    _deb("home", "blue sky, tower, birds", _OPENCV.format("home.jpg"), "opencv-doc"),
+    _deb("building", "building, sky, trees", _OPENCV.format("building.jpg"), "opencv-doc"),
     # Landscapes and places
     Entry(
         "china",
@@ -153,6 +161,13 @@ CATALOGUE: list[Entry] = [
         "pip: scikit-learn",
     ),
     _deb("baboon", "fur, saturated face", _OPENCV.format("baboon.jpg"), "opencv-doc"),
+    _deb("aerial", "city from the air", _OPENCV.format("aero1.jpg"), "opencv-doc"),
+    _deb("squirrel", "squirrel, green bokeh", _OPENCV.format("squirrel_cls.jpg"), "opencv-doc"),
+    _deb("dog", "dog, fur, tongue", _OPENCV.format("chicky_512.png"), "opencv-doc"),
+    _deb("butterfly", "butterfly on a leaf", _OPENCV.format("butterfly.jpg"), "opencv-doc"),
+    _deb("water_drop", "water drop, splash", _MATE.format("Aqua"), "mate-backgrounds"),
+    _deb("marigold", "flower, bokeh", _MATE.format("Garden"), "mate-backgrounds"),
+    _deb("dandelion", "seeds, orange bokeh", _MATE.format("TwoWings"), "mate-backgrounds"),
     _deb(
         "fallen_leaf",
         "autumn leaves, bokeh",

@@ -1,6 +1,6 @@
 """The k-means against its anchors, side by side in one run: quality, time, memory.
 
-    python3 bench/kmeans.py                  # every image, k = 16 64 256 (about 15 min)
+    python3 bench/kmeans.py                  # every image, k = 16 64 256 (about 5 min)
     python3 bench/kmeans.py --quick          # three photographs, no 9.4 MP runs
     python3 bench/kmeans.py --peers FILE     # reuse scikit-learn / pngquant PSNRs from a
                                              # previous --json FILE (while developing)
@@ -268,17 +268,31 @@ def report(rows: list[dict], times: dict, ks) -> str:
             f"{r['pngquant']:.2f} | {r['pil_kmc'] - r['sklearn']:+.3f} | "
             f"{r['pil_kmc'] - r['pngquant']:+.3f} |"
         )
-    lines += ["", "| k | − sklearn min / median / max | − pngquant -s1 min / median / max |"]
-    lines.append("|---|---|---|")
-    for k in [*ks, "all"]:
-        # Lossless cases (every peer exact: infinite PSNR) have no difference to rank.
-        sel = [r for r in rows if (k == "all" or r["k"] == k) and np.isfinite(r["sklearn"])]
+    try:
+        from corpus import kind_of
+    except ImportError:  # the bundled photographs: all of them are
+        kind_of = None
+    lines += [
+        "",
+        "| k | images | − sklearn min / median / max | − pngquant -s1 min / median / max |",
+    ]
+    lines.append("|---|---|---|---|")
+    for images in ("every image", "photographs"):
+        for k in [*ks, "all"]:
+            # Lossless cases (every peer exact: infinite PSNR) have no difference to rank.
+            sel = [r for r in rows if (k == "all" or r["k"] == k) and np.isfinite(r["sklearn"])]
+            if images == "photographs" and kind_of is not None:
+                sel = [r for r in sel if kind_of(r["image"]) == "photo"]
+            if not sel:
+                continue
 
-        def spread(peer, sel=sel):
-            d = sorted(r["pil_kmc"] - r[peer] for r in sel)
-            return f"{d[0]:+.3f} / {statistics.median(d):+.3f} / {d[-1]:+.3f} dB"
+            def spread(peer, sel=sel):
+                d = sorted(r["pil_kmc"] - r[peer] for r in sel)
+                return f"{d[0]:+.3f} / {statistics.median(d):+.3f} / {d[-1]:+.3f} dB"
 
-        lines.append(f"| {k} | {spread('sklearn')} | {spread('pngquant')} |")
+            lines.append(
+                f"| {k} | {images} ({len(sel)}) | {spread('sklearn')} | {spread('pngquant')} |"
+            )
     t = times
     lines += [
         "",

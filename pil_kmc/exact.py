@@ -45,6 +45,8 @@ PRODUCT_WORK = 1 << 18
 # Float palettes up to this size are matched with scipy.cluster.vq.vq, larger
 # ones with a k-d tree over the palette (see the README).
 VQ_UP_TO = 64
+# Colours matched per block by nearest(): their float copies stay small.
+NEAREST_BLOCK = 1 << 16
 
 
 def snap(values: np.ndarray) -> np.ndarray:
@@ -176,7 +178,13 @@ def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
     VQ_UP_TO entries and a k-d tree over the palette above, both exact.
     """
     if colours.dtype.kind in "ui" and palette.dtype.kind in "ui":
-        return closest(with_ones(colours.astype(np.float32)), palette.astype(np.float32))[0]
+        p = palette.astype(np.float32)
+        labels = np.empty(len(colours), dtype=np.intp)
+        # In blocks: float copies of every colour would outweigh the labels.
+        for start in range(0, len(colours), NEAREST_BLOCK):
+            part = slice(start, start + NEAREST_BLOCK)
+            labels[part] = closest(with_ones(colours[part].astype(np.float32)), p)[0]
+        return labels
     x = colours.astype(np.float32)
     p = palette.astype(np.float32)
     if len(p) <= VQ_UP_TO:

@@ -16,11 +16,14 @@ every cell whose colours all fall in one cluster. So :func:`cluster` runs:
    step lowers the weighted squared error by less than ``_CONVERGED``; at
    most ``max_iter`` steps, and fewer where points times clusters make each
    step costly (``_SEED_STAGE_WORK``, ``_STAGE_WORK``);
-3. **random swaps** on that grid (:func:`_swaps`), as many as a fixed amount
-   of work allows: one centroid is moved to a point drawn by its weighted
-   squared error, a few Lloyd steps follow, and the swap is kept only if the
-   weighted error fell. Lloyd's iterations only reach the nearest local
-   optimum; a swap can leave it for a better one;
+3. **swaps** on that grid (:func:`_swaps`), as many as a fixed amount of
+   work allows: of two points drawn by their weighted squared error, one
+   takes the place of the centroid whose loss costs least (both chosen by
+   the exact error after the swap, :func:`_best_swap`), a few Lloyd steps
+   follow, and the swap is kept only if the weighted error fell. Lloyd's
+   iterations only reach the nearest local optimum; a swap can leave it
+   for a better one; where points times clusters are few, seeding,
+   iterations and swaps run _RESTARTS times and the lowest error goes on;
 4. **refinement**: Lloyd's iterations to convergence on the grids two, four
    and eight times finer per channel (or on the distinct colours themselves
    once a grid would not halve their number, or when the finest grid is
@@ -64,10 +67,10 @@ _CONVERGED = 1e-4
 # bincounts and the Python around them) a stage may spend, which caps its steps
 # where points times clusters are many: the seeding stage's and each finer
 # one's. The cap is a time budget: a 512 x 512 photograph at k = 256 must
-# save within pngquant --speed 4's time (bench/kmeans.py), and larger caps
-# gain little there (docs/bench-results.md); never fewer than _MIN_STEPS.
+# save within pngquant --speed 4's time (bench/kmeans.py); never fewer than
+# _MIN_STEPS.
 _SEED_STAGE_WORK = 100_000_000
-_STAGE_WORK = 80_000_000
+_STAGE_WORK = 120_000_000
 _MIN_STEPS = 2
 _STEP_OVERHEAD = 128
 # k-means|| replaces k-means++ from this many points times clusters (k = 256 on
@@ -76,12 +79,25 @@ _STEP_OVERHEAD = 128
 _PARALLEL_SEED_WORK = 1 << 20
 _PARALLEL_SWEEPS = 2
 _OVERSAMPLING = 2
-# Random swaps: at most this many, each trial this many Lloyd steps, and all
-# of them together at most this many point-centroid distances (a few
-# milliseconds' worth), so that they cost little at every size.
-_SWAP_TRIALS = 30
+# Swaps: at most this many trials, each choosing among this many drawn points
+# and taking this many Lloyd steps, and all of them together at most this
+# many point-centroid distances; fewer than _MIN_TRIALS are not tried (one
+# or two gained nothing measurable at k = 256, for a tenth of the save's
+# time). Where points times clusters are many (k = 256 on a photograph's
+# seeding grid) that leaves none, and the time goes to the finer stages'
+# steps instead, which gain more there.
+_SWAP_TRIALS = 60
+_SWAP_DRAWS = 2
 _SWAP_STEPS = 4
-_SWAP_WORK = 8_000_000
+_SWAP_WORK = 21_000_000
+_MIN_TRIALS = 3
+# Where the seeding grid's points times clusters are at most _RESTART_WORK
+# (k = 16 on photographs), it is seeded, converged and swapped this many
+# times from the one random stream, and the lowest error goes on: seeds
+# alone move the error by a few tenths of a dB at k = 16. The restarts share
+# one swap budget.
+_RESTARTS = 3
+_RESTART_WORK = 200_000
 # The exact colours get a stage of their own after the finest grid when that
 # has fewer cells than this per cluster (a cluster a few cells wide is served
 # poorly by whole cells), or when points x clusters are at most _EXACT_STAGE_WORK.
@@ -98,9 +114,16 @@ def colour_histogram(keys: np.ndarray, overwrite: bool = False) -> tuple[np.ndar
     """
     ordered = keys if overwrite else keys.copy()
     ordered.sort()  # equal keys are indistinguishable: any algorithm gives these bytes
-    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1  # one bool per key, no copies
-    starts = np.concatenate([[0], starts])
-    counts = np.diff(np.append(starts, ordered.size))
+    # One bool per key and nothing else of that length: at 9.4 MP the
+    # histogram sets the save's peak memory along with the keys.
+    change = np.empty(ordered.size, dtype=bool)
+    change[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    del change
+    counts = np.empty(len(starts), dtype=np.int64)
+    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+    counts[-1:] = ordered.size - starts[-1:]
     return ordered[starts], counts
 
 
@@ -111,14 +134,21 @@ def _collapse(cells: np.ndarray, bits: int, weights: np.ndarray, values: np.ndar
     ``values`` and its total weight.
     """
     channels = cells.shape[1]
-    ids = np.zeros(len(cells), dtype=np.int64)
+    # Built in place, in 32 bits where the ids fit: the first grid is
+    # collapsed from every distinct colour, and its temporaries set the peak memory.
+    ids = np.zeros(len(cells), dtype=np.uint32 if bits * channels <= 32 else np.int64)
     for c in range(channels):
-        ids = (ids << bits) | cells[:, c]
+        ids <<= bits
+        ids |= cells[:, c]
     labels, count = _compact(ids, bits * channels)
+    del ids
     total = np.bincount(labels, weights=weights, minlength=count)
     means = np.empty((count, values.shape[1]), dtype=np.float64)
+    product = np.empty(len(cells), dtype=np.float64)
     for c in range(values.shape[1]):
-        means[:, c] = np.bincount(labels, weights=weights * values[:, c], minlength=count)
+        np.multiply(weights, values[:, c], out=product)
+        means[:, c] = np.bincount(labels, weights=product, minlength=count)
+    del product
     occupied = np.empty((count, channels), dtype=cells.dtype)
     occupied[labels] = cells
     return occupied, (means / total[:, None]).astype(np.float32), total
@@ -136,7 +166,10 @@ def _compact(ids: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     present = np.zeros(1 << bits, dtype=bool)
     present[ids] = True
     number = np.cumsum(present, dtype=np.int32)  # a third of the memory of int64 to touch
-    return number[ids] - 1, int(number[-1])
+    count = int(number[-1])
+    labels = number[ids].astype(np.intp)  # bincount would convert it anyway
+    labels -= 1
+    return labels, count
 
 
 def kmeans_plusplus(
@@ -322,13 +355,19 @@ def cluster(
     rng = np.random.default_rng(seed)
     stages = stages[_seed_stage(stages, values, k) :]
     points, w = stages[0]
-    if len(points) * k >= _PARALLEL_SEED_WORK:
-        centroids = kmeans_parallel(points, w, k, rng)
-    else:
-        centroids = kmeans_plusplus(points, w, k, rng)
     fit = _Lloyd(points, w)
     steps = _steps(fit, k, max_iter, _SEED_STAGE_WORK)
-    centroids = _swaps(fit, fit.run(centroids, steps, tol), rng, steps, tol).centroids
+    best = None
+    restarts = _RESTARTS if len(points) * k <= _RESTART_WORK else 1
+    for _ in range(restarts):
+        if len(points) * k >= _PARALLEL_SEED_WORK:
+            centroids = kmeans_parallel(points, w, k, rng)
+        else:
+            centroids = kmeans_plusplus(points, w, k, rng)
+        state = _swaps(fit, fit.run(centroids, steps, tol), rng, steps, tol, restarts)
+        if best is None or state.error < best.error:
+            best = state
+    centroids = best.centroids
     for points, w in stages[1:]:
         fit = _Lloyd(points, w)
         centroids = fit.run(centroids, _steps(fit, k, max_iter, _STAGE_WORK), tol).centroids
@@ -429,35 +468,76 @@ class _Lloyd:
 
 
 def _swaps(
-    fit: _Lloyd, state: _State, rng: np.random.Generator, max_iter: int, tol: float
+    fit: _Lloyd,
+    state: _State,
+    rng: np.random.Generator,
+    max_iter: int,
+    tol: float,
+    share: int = 1,
 ) -> _State:
-    """Random swap local search (Fränti and Kivijärvi, 2000) from a converged ``state``.
+    """Swap local search from a converged ``state`` (random swap, Fränti and Kivijärvi, 2000).
 
-    Each trial moves a centroid drawn uniformly onto a point drawn with
-    probability proportional to its weighted squared error (where the
-    clustering serves worst), runs _SWAP_STEPS Lloyd steps and keeps the
-    result only if its weighted error is lower; a kept swap is then run to
-    convergence. Errors are exact, so the same swaps are kept on every
-    machine.
+    Each trial draws _SWAP_DRAWS points with probability proportional to
+    their weighted squared error (where the clustering serves worst), moves
+    onto one of them the centroid whose move leaves the least error before
+    any Lloyd step (:func:`_best_swap`), runs _SWAP_STEPS Lloyd steps and
+    keeps the result only if its weighted error is lower; a kept swap is
+    then run to convergence. ``share`` restarts share the trials. Errors
+    are exact, so the same swaps are kept on every machine.
     """
     k = len(state.centroids)
     n = len(fit.points)
     if k < 2 or n <= k:
         return state
-    trials = min(_SWAP_TRIALS, _SWAP_WORK // (n * k * (_SWAP_STEPS + 1)))
+    trials = min(_SWAP_TRIALS, _SWAP_WORK // (n * k * (_SWAP_STEPS + 1))) // share
+    if trials < _MIN_TRIALS:
+        return state
     draw = _Sampler(n)
+    nearest = None
     for _ in range(trials):
         draw.mass[:] = state.shares
-        where = draw(rng.random(1))
-        victim = int(rng.integers(k))
+        where = draw(rng.random(_SWAP_DRAWS))
         if where is None:  # every point sits on a centroid
             break
+        if nearest is None:  # once per kept swap
+            labels, *scores = exact.closest(fit.snapped, exact.snap(state.centroids), True)
+            nearest = [labels] + [fit.squares + 2 * s.astype(np.float64) for s in scores]
+        victim, point = _best_swap(fit, k, *nearest, where)
         candidate = state.centroids.copy()
-        candidate[victim] = fit.points[int(where[0])]
+        candidate[victim] = fit.points[point]
         trial = fit.run(candidate, _SWAP_STEPS, tol)
         if trial.error < state.error:
             state = fit.run(trial.centroids, max_iter, tol)
+            nearest = None
     return state
+
+
+def _best_swap(
+    fit: _Lloyd, k: int, labels: np.ndarray, d1: np.ndarray, d2: np.ndarray, where: np.ndarray
+) -> tuple[int, int]:
+    """The centroid and drawn point whose swap leaves the least weighted error, labels reassigned.
+
+    ``d1`` and ``d2`` are each point's squared distances to its nearest and
+    second nearest centroid. After the swap a point served by the removed
+    centroid goes to its second nearest or the new one, any other to its own
+    or the new one, so the error of every (centroid, point) swap comes from
+    one product and one weighted count (Lattanzi and Sohler, ICML 2019,
+    evaluate swaps so). The distances are exact integers and so is every
+    weighted sum, so the choice is the same on every machine; ties go to the
+    lowest centroid, then the first point.
+    """
+    weights, m = fit.weights, len(where)
+    scores = exact.matmul(fit.snapped, exact.coefficients(exact.snap(fit.points[where])))
+    to_new = fit.squares[:, None] + 2 * scores.astype(np.float64)
+    kept = np.minimum(to_new, d1[:, None])
+    loss = np.minimum(to_new, d2[:, None])
+    loss -= kept
+    loss *= weights[:, None]
+    slots = (labels[:, None] * m + np.arange(m)).reshape(-1)
+    after = np.bincount(slots, weights=loss.reshape(-1), minlength=k * m).reshape(k, m)
+    after += exact.weighted_sums(np.ascontiguousarray(kept.T), weights)
+    victim, t = divmod(int(np.argmin(after)), m)
+    return victim, int(where[t])
 
 
 def _seed_stage(stages: list, values: np.ndarray, k: int) -> int:

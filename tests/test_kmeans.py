@@ -126,6 +126,33 @@ def test_cluster_seeds_by_kmeans_parallel_only_when_points_times_clusters_are_ma
     assert calls and calls[0] * 256 >= kmeans._PARALLEL_SEED_WORK
 
 
+@given(st.integers(1, 4), st.integers(3, 200), st.integers(2, 24), st.integers(0, 2**32 - 1))
+def test_best_swap_is_the_swap_with_the_least_error(channels, n, k, seed):
+    # Against every swap tried in full: the exact error of each centroid
+    # moved onto each drawn point, every point then at its nearest centroid.
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 256, (n, channels)).astype(np.float32)
+    weights = rng.integers(1, 100, n).astype(np.float64)
+    centroids = points[rng.choice(n, min(k, n), replace=False)]
+    k = len(centroids)
+    fit = kmeans._Lloyd(points, weights)
+    labels, first, second = exact.closest(fit.snapped, exact.snap(centroids), second=True)
+    d1 = fit.squares + 2 * first.astype(np.float64)
+    d2 = fit.squares + 2 * second.astype(np.float64)
+    where = rng.integers(0, n, 3)
+    victim, point = kmeans._best_swap(fit, k, labels, d1, d2, where)
+    snapped = exact.snap(points).astype(np.int64)
+    errors = np.empty((k, len(where)), dtype=np.int64)
+    for j in range(k):
+        for t, p in enumerate(where):
+            c = exact.snap(centroids).astype(np.int64)
+            c[j] = snapped[p]
+            d = ((snapped[:, None, :] - c[None]) ** 2).sum(-1).min(axis=1)
+            errors[j, t] = int((weights.astype(np.int64) * d).sum())
+    j, t = divmod(int(np.argmin(errors)), len(where))
+    assert (victim, point) == (j, int(where[t]))
+
+
 def test_empty_cluster_is_reseeded_at_the_worst_served_point():
     points = np.array([[0, 0, 0], [1, 0, 0], [100, 0, 0]], np.float32)
     # The second centroid is far from every point: its cluster is empty.
@@ -397,8 +424,8 @@ REACHES_GRIDS = gradient_image(128, 128, (10, 20, 30), (12, 5, 1), (3, 10, 6), [
 
 
 def _reseeding_example():
-    # Found by search: over-relaxed steps empty a cluster here (55 levels, k = 46).
-    rng = np.random.default_rng(14)
+    # Found by search: over-relaxed steps empty a cluster here (213 levels, k = 99).
+    rng = np.random.default_rng(1353)
     m = int(rng.integers(20, 257))
     k = int(rng.integers(2, m))
     levels = rng.choice(256, m, replace=False)
@@ -508,7 +535,7 @@ def objective(image, q):
 def test_kmeans_reaches_scikit_learns_objective(name):
     # The weighted k-means on the histogram, with its palette rounded to 8
     # bits, against scikit-learn's converged Lloyd on every pixel (float
-    # centroids, unrounded): at most 1% more squared error (0.04 dB).
+    # centroids, unrounded): at most 0.5% more squared error (0.02 dB).
     data = pytest.importorskip("skimage.data")
     cluster = pytest.importorskip("sklearn.cluster")
     from PIL import Image
@@ -520,4 +547,4 @@ def test_kmeans_reaches_scikit_learns_objective(name):
         q = quantize.quantize(image, k)
         reference = cluster.KMeans(k, n_init=1, random_state=0).fit(pixels).inertia_
         ratios.append(objective(image, q) / reference)
-    assert max(ratios) <= 1.01, ratios
+    assert max(ratios) <= 1.005, ratios
