@@ -92,6 +92,8 @@ def index_stream(name: str, indices: np.ndarray, header: layout.Header) -> bytes
         return lzma.compress(packed[:half]) + lzma.compress(packed[half:])
     if name.endswith("strips-three"):  # strips of 256, 256 and 88 rows
         return context.encode_strips(indices, header.k, rows=256)
+    if header.compression == layout.STRIPS:  # one strip, as the writer made them then
+        return context.encode_strips(indices, header.k, rows=header.height)
     return codec.encode(indices, header)
 
 
