@@ -9,8 +9,9 @@ situation, so the whole policy reads in one place:
 - by default, the ``strips`` coder, and bzip2 of the packed rows, which now
   and then wins on noisy graphics; above :data:`LARGE` pixels only
   ``strips``, which decodes on every core;
-- with ``optimize=True``, both context coders and bzip2, each with a second
-  palette order; above :data:`LARGE` only the two context coders, in one
+- with ``optimize=True``, both context coders (``strips`` also in one
+  strip, smaller but decoded on one core) and bzip2, each with a second
+  palette order; above :data:`LARGE` only the context coders, in one
   order. (xz, even in its extreme setting, costs more time than every other
   candidate together and wins on almost no image.)
 - with ``compression=NAME``, that method alone.
@@ -56,6 +57,8 @@ class Candidate:
     depth: int = 0
     #: xz only: slower and smaller.
     extreme: bool = False
+    #: strips only: the whole plane in one strip, a little smaller, decoded on one core.
+    one_strip: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,12 @@ class Plan:
 
 
 _STRIPS, _CONTEXT = Candidate(layout.STRIPS), Candidate(layout.CONTEXT)
+_ONE_STRIP = Candidate(layout.STRIPS, one_strip=True)
 POLICY = {
     "default": Plan((_STRIPS, Candidate(layout.BZIP2))),
     "default, large": Plan((_STRIPS,)),
-    "optimize": Plan((_STRIPS, _CONTEXT, Candidate(layout.BZIP2)), both_orders=True),
-    "optimize, large": Plan((_STRIPS, _CONTEXT)),
+    "optimize": Plan((_STRIPS, _ONE_STRIP, _CONTEXT, Candidate(layout.BZIP2)), both_orders=True),
+    "optimize, large": Plan((_STRIPS, _ONE_STRIP, _CONTEXT)),
 }
 
 
@@ -196,7 +200,7 @@ def smallest(
         if c.method == layout.CONTEXT:
             return context.encode(indices, k)
         if c.method == layout.STRIPS:
-            return context.encode_strips(indices, k)
+            return context.encode_strips(indices, k, rows=indices.shape[0] if c.one_strip else None)
         return codec.compress(packed[depth], c.method, extreme=c.extreme)
 
     if len(jobs) == 1:  # the coder may use every core itself

@@ -49,6 +49,17 @@ def test_each_candidate_gives_the_stream_its_coder_gives_alone():
     assert len(stream) == min(map(len, alone))
 
 
+def test_optimize_also_tries_the_whole_plane_in_one_strip():
+    plane = np.random.default_rng(2).integers(0, 5, (400, 400), dtype=np.uint8)
+    two = coding.smallest(plane, 5, (Candidate(layout.STRIPS),))[2]
+    one = coding.smallest(plane, 5, (Candidate(layout.STRIPS, one_strip=True),))[2]
+    assert int.from_bytes(two[:4], "big") == 200 and int.from_bytes(one[:4], "big") == 400
+    assert one == context.encode_strips(plane, 5, rows=400)
+    for pixels in (1000, coding.LARGE + 1):
+        tried = coding.plan(pixels, optimize=True).candidates
+        assert Candidate(layout.STRIPS, one_strip=True) in tried
+
+
 def test_policy_by_situation():
     assert coding.plan(1000).candidates[0].method == layout.STRIPS
     large = coding.plan(coding.LARGE + 1)
