@@ -178,7 +178,9 @@ int kmc_context_decode(const uint8_t *stream, size_t len, uint32_t width, uint32
                     ctx = FLAG_CONTEXTS + (m.node[j] << bits) + m.left[j];
                 }
                 uint32_t row = y0 + j, lane = row % (uint32_t)lanes;
-                uint32_t x = state[lane], bit = rans_take(&x, m.p_zero[ctx]);
+                /* Without a branch on the answer: most answers are only stored, for the
+                 * step's learning, and the one test below is cheaper than a guess. */
+                uint32_t x = state[lane], bit = rans_take_data(&x, m.p_zero[ctx]);
                 if (!rans_refill(&x, words, n_words, &ptr)) { out_of_words = 1; break; }
                 state[lane] = x;
                 m.pend_ctx[answers] = ctx;

@@ -26,6 +26,16 @@ static inline uint32_t rans_take(uint32_t *x, uint32_t p0) {
     return bit;
 }
 
+/* rans_take for an answer the caller mostly uses as data rather than branching on it
+ * (method 5's literal bits, method 4's answers): the same result, computed with masks,
+ * so the processor has no branch on the answer to guess. Where the caller's next steps
+ * depend on the answer (method 5's flags), rans_take lets it run ahead and is faster. */
+static inline uint32_t rans_take_data(uint32_t *x, uint32_t p0) {
+    uint32_t slot = *x & (PROB_ONE - 1), bit = slot >= p0, mask = 0u - bit;
+    *x = (p0 + (mask & (PROB_ONE - 2 * p0))) * (*x >> PROB_BITS) + slot - (mask & p0);
+    return bit;
+}
+
 /* Refill *x below RANS_LOW from words[*ptr]; 0 when the words have run out. */
 static inline int rans_refill(uint32_t *x, const uint8_t *words, size_t n_words, size_t *ptr) {
     if (*x >= RANS_LOW) return 1;

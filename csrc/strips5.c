@@ -13,7 +13,7 @@
 #include "kmc_codec.h"
 #include "rans.h"
 
-/* neighbour pattern (5 bits) x "L equals the pixel left of it" x question number */
+/* neighbour pattern (7 bits) x question number (4) */
 #define FLAG_CONTEXTS 512u
 /* Adaptation: the step towards each answer is 1/(n + 2) of the way after n answers
  * in the context (a counting estimate), never less than 1/STEP_LIMIT. */
@@ -54,6 +54,18 @@ static inline void learn(prob *q, uint32_t bit) {
     q->n = (uint16_t)(q->n + (q->n < STEP_LIMIT - 2));
 }
 
+/* learn for an answer used as data (literal bits, and every answer in the encoder):
+ * the same update, computed with masks rather than a branch on the answer. */
+static inline void learn_data(prob *q, uint32_t bit) {
+    uint32_t step = STEP[q->n], p = q->p, mask = 0u - bit;
+    uint32_t moved = (((mask & p) | (~mask & (65536u - p))) * step) >> 16;
+    q->p = (uint16_t)(p + ((moved ^ mask) - mask)); /* p - moved after a 1, p + moved after a 0 */
+    q->n = (uint16_t)(q->n + (q->n < STEP_LIMIT - 2));
+}
+
+/* The flags' contexts, the runs', then the literal tree's: node n of a literal under
+ * neighbours L (and U where they fit) is entry ((L [+ U << bits]) << bits) + n, so the
+ * nodes one literal visits lie together in memory. */
 static prob *new_model(int k, size_t *count) {
     uint32_t b = literal_bits(k);
     *count = FLAG_CONTEXTS + RUN_CONTEXTS + ((size_t)1 << ((b <= 6 ? 3 : 2) * b));
@@ -164,10 +176,14 @@ static int decode_strip(const uint8_t *data, size_t len, int cut, uint32_t width
                 if (bit) { v = UL; goto found; }
             }
             {
-                uint32_t node = 1, shift = bits <= 6 ? 2 * bits : bits;
-                prob *lit = literal + L + (bits <= 6 ? U << bits : 0);
+                /* No branch on a literal's bits: they only steer the walk down the tree. */
+                uint32_t node = 1;
+                prob *lit = literal + ((L + (bits <= 6 ? U << bits : 0)) << bits);
                 while (node < top) {
-                    ANSWER(lit + (node << shift), bit);
+                    prob *q = lit + node;
+                    bit = rans_take_data(&x, coding_p0(*q));
+                    if (!rans_refill(&x, words, n_words, &ptr)) goto out_of_words;
+                    learn_data(q, bit);
                     node = node << 1 | bit;
                 }
                 v = node - top;
@@ -257,11 +273,10 @@ static size_t row_questions(const uint8_t *row, const uint8_t *up, const uint8_t
             ctx[n] = flags + 3;
             if ((answer[n++] = s == UL)) continue;
         }
-        uint32_t shift = bits <= 6 ? 2 * bits : bits;
-        prob *lit = literal + L + (bits <= 6 ? U << bits : 0);
+        prob *lit = literal + ((L + (bits <= 6 ? U << bits : 0)) << bits);
         for (uint32_t j = 0, node = 1; j < bits; j++) {
             uint32_t b = s >> (bits - 1 - j) & 1;
-            ctx[n] = lit + (node << shift);
+            ctx[n] = lit + node;
             answer[n++] = (uint8_t)b;
             node = node << 1 | b;
         }
@@ -282,18 +297,19 @@ int kmc_strips_encode_strip(const uint8_t *plane, uint32_t width, uint32_t y0, u
     prob *model = new_model(k, &contexts);
     uint8_t *zero_row = calloc(width, 1), *answer = malloc(row_max);
     prob **ctx = malloc(row_max * sizeof *ctx);
-    uint16_t *p0s = malloc(cap * sizeof *p0s), *words = NULL;
+    uint16_t *pending = malloc(cap * sizeof *pending), *words = NULL;
     int result = KMC_NOMEM;
-    if (!model || !zero_row || !answer || !ctx || !p0s) goto done;
-    /* Forward: each answer's probability, learning as the decoder will. */
+    if (!model || !zero_row || !answer || !ctx || !pending) goto done;
+    /* Forward: each answer and its probability, learning as the decoder will. */
     for (uint32_t y = 0; y < rows; y++) {
         const uint8_t *row = strip + (size_t)y * width, *up = y ? row - width : zero_row;
         const uint8_t *up2 = y > 1 ? row - 2 * (size_t)width : zero_row;
         size_t n = row_questions(row, up, up2, width, bits, model, ctx, answer);
-        if (!rans_reserve(&p0s, &cap, used, n)) goto done;
+        if (!rans_reserve(&pending, &cap, used, n)) goto done;
         for (size_t i = 0; i < n; i++) {
-            p0s[used++] = (uint16_t)coding_p0(*ctx[i]);
-            learn(ctx[i], answer[i]);
+            /* p0 < 4096, so p0 and the answer fit in 16 bits together */
+            pending[used++] = (uint16_t)(coding_p0(*ctx[i]) << 1 | answer[i]);
+            learn_data(ctx[i], answer[i]);
         }
     }
     /* Backward: rANS codes last in, first out; at most one word per answer. */
@@ -301,14 +317,7 @@ int kmc_strips_encode_strip(const uint8_t *plane, uint32_t width, uint32_t y0, u
     if (!words) goto done;
     size_t n_words = 0;
     uint32_t x = RANS_LOW;
-    for (uint32_t y = rows; y-- > 0;) {
-        const uint8_t *row = strip + (size_t)y * width, *up = y ? row - width : zero_row;
-        const uint8_t *up2 = y > 1 ? row - 2 * (size_t)width : zero_row;
-        size_t n = row_questions(row, up, up2, width, bits, model, ctx, answer);
-        for (size_t i = n; i-- > 0;) {
-            x = rans_put(x, p0s[--used], answer[i], words, &n_words);
-        }
-    }
+    for (size_t i = used; i-- > 0;) x = rans_put(x, pending[i] >> 1, pending[i] & 1, words, &n_words);
     if (!rans_finish(&x, 1, words, n_words, out, out_len)) goto done;
     result = KMC_OK;
 done:
@@ -316,7 +325,7 @@ done:
     free(zero_row);
     free(answer);
     free(ctx);
-    free(p0s);
+    free(pending);
     free(words);
     return result;
 }

@@ -118,12 +118,12 @@ def decode_strips(
     if code == _kmc.TRUNCATED and partial:
         return np.frombuffer(out, np.uint8).reshape(height, width)
     _check(code, "strips", k)
-    threads = min(strips, parallel.workers())
-    bounds = [strips * i // threads for i in range(threads + 1)]
+    # One call per strip: the pool's threads take the next strip as they finish,
+    # so a strip that costs more than the rest does not hold up a fixed share.
     codes = parallel.in_threads(
         [
-            lambda a=a, b=b: _kmc.strips_decode(stream, width, height, k, partial, a, b, out)
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            lambda i=i: _kmc.strips_decode(stream, width, height, k, partial, i, i + 1, out)
+            for i in range(strips)
         ]
     )
     for code in codes:  # the first strip's problem is the one reported

@@ -27,13 +27,17 @@ from pil_kmc import codec, context, layout  # noqa: E402
 OUT = ROOT / "fixtures"
 
 
-def plane(w: int, h: int, k: int, blocks: bool = False) -> np.ndarray:
+def plane(w: int, h: int, k: int, blocks: bool = False, edges: bool = False) -> np.ndarray:
     """A deterministic index plane using every index below k at least once if it fits.
 
     With ``blocks``, flat rectangles with a few stray pixels, so that runs,
-    every flag question and literals all occur.
+    every flag question and literals all occur. With ``edges``, blocks
+    crossed by bands of index 0 eight rows high every 64 rows, so that runs
+    reach the right edge and strips start both in a band and below content.
     """
     y, x = np.mgrid[0:h, 0:w]
+    if edges:
+        return np.where(y % 64 < 8, 0, plane(w, h, k, blocks=True)).astype(np.uint8)
     if blocks:
         flat = (x // 23 * 7 + y // 17 * 3) % k
         stray = (x * 31 + y * 17) % 97 == 0
@@ -66,10 +70,14 @@ VARIANTS = [
     ("rgb-k9-depth4-xz-two-streams", 19, 8, 3, 9, layout.XZ, []),
     ("rgb-k6-depth4-context", 23, 14, 3, 6, layout.CONTEXT, []),
     ("rgba-k100-depth8-context", 31, 12, 4, 100, layout.CONTEXT, []),
+    # a pixel's question numbers count skipped candidates (spec 5.5, "Order")
+    ("rgb-k7-depth4-context-skips", 19, 11, 3, 7, layout.CONTEXT, []),
     ("rgb-k6-depth4-strips", 23, 14, 3, 6, layout.STRIPS, []),
     ("rgba-k200-depth8-strips", 37, 21, 4, 200, layout.STRIPS, []),
     ("gray-k1-depth1-strips-three", 300, 600, 1, 1, layout.STRIPS, []),
     ("rgb-k16-depth4-strips-blocks-three", 300, 600, 3, 16, layout.STRIPS, []),
+    # content across strip boundaries, runs ending at the right edge, B = 6 literals
+    ("rgb-k40-depth8-edges-strips-three", 296, 600, 3, 40, layout.STRIPS, []),
     (
         "gray-k3-depth2-zlib-metadata",
         5,
@@ -158,7 +166,8 @@ def main() -> None:
         depth = layout.bit_depth_for(k)
         # layout.Header records the version that defines the method (spec section 8).
         header = layout.Header(w, h, channels, k, depth, compression=compression)
-        indices, pal = plane(w, h, k, blocks="blocks" in name), palette(k, channels)
+        indices = plane(w, h, k, blocks="blocks" in name, edges="edges" in name)
+        pal = palette(k, channels)
         data = layout.build(header, pal.tobytes(), index_stream(name, indices, header), ancillary)
         (OUT / f"{name}.kmc").write_bytes(data)
         expected_png(indices, pal, channels).save(OUT / f"{name}.png")
