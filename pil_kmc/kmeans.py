@@ -83,7 +83,7 @@ _CONVERGED = 1e-4
 # save within pngquant --speed 4's time (bench/kmeans.py); never fewer than
 # _MIN_STEPS.
 _SEED_STAGE_WORK = 100_000_000
-_STAGE_WORK = 120_000_000
+_STAGE_WORK = 150_000_000
 _MIN_STEPS = 2
 _STEP_OVERHEAD = 128
 # k-means|| replaces k-means++ from this many points times clusters (k = 256 on
