@@ -379,6 +379,7 @@ def cluster(
     rng = np.random.default_rng(seed)
     first = _seed_stage(stages, values, k)
     points, w = _split_heavy(stages, parents, first, k)
+    del parents  # the finer stages' cells, needed no more
     stages = stages[first:]
     fit = _Lloyd(points, w)
     steps = _steps(fit, k, max_iter, _SEED_STAGE_WORK)
@@ -639,7 +640,8 @@ def _stages(colours: np.ndarray, weights: np.ndarray, values: np.ndarray, parent
     cells, points, w, level = colours, values, weights, 8
     for bits in reversed(range(coarse, min(coarse + 4, 8))):
         cells, points, w, labels = _collapse(cells >> (level - bits), bits, w, points, True)
-        grids.append((points, w, labels))
+        grids.append((points, w, labels.astype(np.int32)))  # kept: half the memory
+        del labels
         level = bits
     last = None  # index in grids of the last grid yielded
     for i in reversed(range(len(grids))):
