@@ -11,7 +11,9 @@ every cell whose colours all fall in one cluster. So :func:`cluster` runs:
    (:func:`_seed_stage`): greedy k-means++ (:func:`kmeans_plusplus`), or,
    when points times clusters are many, k-means|| (:func:`kmeans_parallel`),
    which draws about 4k candidates in two sweeps and runs k-means++ on those;
-2. **Lloyd's iterations** (:func:`lloyd`, over-relaxed) on that grid until
+   A cell holding much of a cluster's weight (a dark background) is split
+   into its points on the finer grids first (:func:`_split_heavy`);
+2. **Lloyd's iterations** (:func:`lloyd`, over-relaxed, with momentum) on that grid until
    they converge: no centroid moves more than ``tol`` colour levels, or a
    step lowers the weighted squared error by less than ``_CONVERGED``; at
    most ``max_iter`` steps, and fewer where points times clusters make each
@@ -59,7 +61,18 @@ DEFAULT_TOL = 0.01
 #: Close to 2 the step overshoots the mean by almost as far again, in the
 #: direction plain Lloyd creeps along, while still decreasing the error.
 RELAXATION = 1.9
+#: Momentum of Lloyd's update: each over-relaxed step also moves every
+#: centroid this share of its previous step again (the heavy ball of Polyak).
+#: Lloyd's iterations creep along curved valleys of the error, where
+#: over-relaxation alone overshoots across them; the momentum keeps going
+#: along. From the first step that raises the weighted error, a stage goes
+#: on without it (and from a second, as before, it falls back to plain
+#: Lloyd and stops). See docs/kmeans.md for how it was chosen.
+MOMENTUM = 0.6
 _SEED_POINTS_PER_CLUSTER = 32
+# A seeding cell heavier than 1/_HEAVY of a cluster's average weight is split
+# into its finer points (_split_heavy).
+_HEAVY = 2
 # A stage has also converged once a step lowers the weighted squared error by
 # less than this fraction: the steps after it would gain less.
 _CONVERGED = 1e-4
@@ -70,7 +83,7 @@ _CONVERGED = 1e-4
 # save within pngquant --speed 4's time (bench/kmeans.py); never fewer than
 # _MIN_STEPS.
 _SEED_STAGE_WORK = 100_000_000
-_STAGE_WORK = 120_000_000
+_STAGE_WORK = 150_000_000
 _MIN_STEPS = 2
 _STEP_OVERHEAD = 128
 # k-means|| replaces k-means++ from this many points times clusters (k = 256 on
@@ -127,11 +140,18 @@ def colour_histogram(keys: np.ndarray, overwrite: bool = False) -> tuple[np.ndar
     return ordered[starts], counts
 
 
-def _collapse(cells: np.ndarray, bits: int, weights: np.ndarray, values: np.ndarray):
+def _collapse(
+    cells: np.ndarray,
+    bits: int,
+    weights: np.ndarray,
+    values: np.ndarray,
+    return_labels: bool = False,
+):
     """Weighted points with integer cell coordinates (below 2**bits) -> one point per cell.
 
     Returns each occupied cell's coordinates, the weighted mean of its
-    ``values`` and its total weight.
+    ``values`` and its total weight; with ``return_labels``, also each
+    point's cell.
     """
     channels = cells.shape[1]
     # Built in place, in 32 bits where the ids fit: the first grid is
@@ -151,7 +171,10 @@ def _collapse(cells: np.ndarray, bits: int, weights: np.ndarray, values: np.ndar
     del product
     occupied = np.empty((count, channels), dtype=cells.dtype)
     occupied[labels] = cells
-    return occupied, (means / total[:, None]).astype(np.float32), total
+    means = (means / total[:, None]).astype(np.float32)
+    if return_labels:
+        return occupied, means, total, labels
+    return occupied, means, total
 
 
 def _compact(ids: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
@@ -344,7 +367,8 @@ def cluster(
     tol = DEFAULT_TOL if tol is None else tol
     weights = counts.astype(np.float64)
     values = colours.astype(np.float32) if values is None else values
-    stages = list(_stages(colours, weights, values))
+    parents: list = []
+    stages = list(_stages(colours, weights, values, parents))
     ends_on_grid = stages[-1][0] is not values
     # The exact colours end the sequence when the finest grid is coarse for k
     # clusters (smooth images: skies, skin), or when clustering them is cheap
@@ -353,8 +377,10 @@ def cluster(
     if ends_on_grid and (coarse or len(colours) * k <= _EXACT_STAGE_WORK):
         stages.append((values, weights))
     rng = np.random.default_rng(seed)
-    stages = stages[_seed_stage(stages, values, k) :]
-    points, w = stages[0]
+    first = _seed_stage(stages, values, k)
+    points, w = _split_heavy(stages, parents, first, k)
+    del parents  # the finer stages' cells, needed no more
+    stages = stages[first:]
     fit = _Lloyd(points, w)
     steps = _steps(fit, k, max_iter, _SEED_STAGE_WORK)
     best = None
@@ -372,6 +398,38 @@ def cluster(
         fit = _Lloyd(points, w)
         centroids = fit.run(centroids, _steps(fit, k, max_iter, _STAGE_WORK), tol).centroids
     return centroids
+
+
+def _split_heavy(stages: list, parents: list, first: int, k: int):
+    """The points of stage ``first``, its heavy cells replaced by their finer points.
+
+    A cell holding more than 1/_HEAVY of a cluster's average weight (the
+    dark background of a night sky, a white wall) is one point to the
+    seeding and the swaps, so it gets one cluster however many it deserves,
+    and the finer stages cannot bring more in from afar. So such a cell is
+    split into its points in the next stage, and those still heavy into
+    theirs, down to the last stage.
+    """
+    points, w = stages[first]
+    limit = w.sum() / (_HEAVY * k)
+    kept = []  # (stage, indices of its points in the set)
+    level, frontier = first, np.arange(len(points))
+    for j in range(first + 1, len(stages)):
+        weights = stages[level][1]
+        heavy = weights[frontier] > limit
+        if not heavy.any() or parents[j] is None:
+            break
+        kept.append((level, frontier[~heavy]))
+        split = np.zeros(len(weights), dtype=bool)
+        split[frontier[heavy]] = True
+        level, frontier = j, np.flatnonzero(split[parents[j]])
+    if not kept:
+        return points, w
+    kept.append((level, frontier))
+    return (
+        np.concatenate([stages[s][0][i] for s, i in kept]),
+        np.concatenate([stages[s][1][i] for s, i in kept]),
+    )
 
 
 def _steps(fit: _Lloyd, k: int, max_iter: int, work: int) -> int:
@@ -393,11 +451,12 @@ def lloyd(
     the same on every machine, and a point moves only when two centroids
     are within a sixth of a level of equidistant from it, where either
     serves it equally well. Each step then moves every centroid
-    ``RELAXATION`` times the way towards the weighted mean of its points;
-    plain Lloyd (factor 1) creeps towards its fixed point, and overshooting
-    it reaches it in fewer steps. From the first step that raises the
-    weighted squared error (the snapping can), the stage falls back to plain
-    Lloyd. Converged when no centroid moves more than ``tol`` or a step
+    ``RELAXATION`` times the way towards the weighted mean of its points,
+    plus ``MOMENTUM`` times its previous step; plain Lloyd (factor 1) creeps
+    towards its fixed point, and overshooting it reaches it in fewer steps.
+    The first step that raises the weighted squared error ends the
+    momentum; from the next (the snapping can raise it), the stage falls
+    back to plain Lloyd. Converged when no centroid moves more than ``tol`` or a step
     lowers the error by less than ``_CONVERGED``; the last step (then, or
     the ``max_iter``-th) is a plain one, which lands every centroid on its
     points' mean instead of overshooting it.
@@ -440,10 +499,12 @@ class _Lloyd:
         """Up to ``max_iter`` steps from ``centroids``; the state of the centroids returned."""
         k, channels = centroids.shape
         centroids = centroids.astype(np.float32)
-        relaxation, error, final = RELAXATION, np.inf, False
+        relaxation, momentum, error, final = RELAXATION, MOMENTUM, np.inf, False
+        previous = None
         labels, score, new_error = self.assign(centroids)
         for step in range(max_iter):
-            if new_error > error:
+            rose = new_error > error
+            if rose and not momentum:
                 relaxation = 1.0
             # The last step is a plain one: over-relaxed steps overshoot the
             # means, by up to 0.9 times their distance near convergence.
@@ -455,7 +516,12 @@ class _Lloyd:
                 means[:, c] = np.bincount(labels, weights=self.weighted[c], minlength=k)
             empty = mass == 0
             means[~empty] /= mass[~empty, None]
+            if rose and momentum:  # the momentum overshot: go on without it
+                momentum = 0.0
             updated = centroids + (1.0 if final else relaxation) * (means - centroids)
+            if momentum and not final and previous is not None:
+                updated += momentum * (centroids - previous)
+            previous = centroids
             if empty.any():
                 _reseed(updated, empty, self.points, self.shares(score))
             shift = float(np.abs(updated - centroids).max())
@@ -463,7 +529,8 @@ class _Lloyd:
             labels, score, new_error = self.assign(centroids)
             if final:
                 break
-            final = shift <= tol or error - new_error <= _CONVERGED * new_error
+            gain = error - new_error
+            final = shift <= tol or (gain <= _CONVERGED * new_error and (gain >= 0 or not momentum))
         return _State(centroids, new_error, self.shares(score))
 
 
@@ -558,7 +625,7 @@ def _seed_stage(stages: list, values: np.ndarray, k: int) -> int:
     return half[-1] if half else len(stages) - 1
 
 
-def _stages(colours: np.ndarray, weights: np.ndarray, values: np.ndarray):
+def _stages(colours: np.ndarray, weights: np.ndarray, values: np.ndarray, parents=None):
     """Coarse-to-fine point sets: grids of b, b+1, b+2 and b+3 bits per channel.
 
     A grid that would not shrink the colours at least by half is replaced by
@@ -568,17 +635,29 @@ def _stages(colours: np.ndarray, weights: np.ndarray, values: np.ndarray):
     """
     channels = colours.shape[1]
     coarse = max(1, int(math.log2(_COARSE_CELLS)) // channels)
+    parents = [] if parents is None else parents
     grids = []
     cells, points, w, level = colours, values, weights, 8
     for bits in reversed(range(coarse, min(coarse + 4, 8))):
-        cells, points, w = _collapse(cells >> (level - bits), bits, w, points)
-        grids.append((points, w))
+        cells, points, w, labels = _collapse(cells >> (level - bits), bits, w, points, True)
+        grids.append((points, w, labels.astype(np.int32)))  # kept: half the memory
+        del labels
         level = bits
-    for points, w in reversed(grids):
+    last = None  # index in grids of the last grid yielded
+    for i in reversed(range(len(grids))):
+        points, w, _ = grids[i]
         if 2 * len(points) > len(colours):
             break
+        parents.append(None if last is None else grids[last][2])
+        last = i
         yield points, w
-    else:
-        if len(grids) == 4:  # the finest grid ends the sequence
-            return
+    # The exact colours' cells in the last grid yielded, should they follow it.
+    parent = None
+    if last is not None:
+        parent = grids[0][2]
+        for j in range(1, last + 1):
+            parent = grids[j][2][parent]
+    parents.append(parent)
+    if last == 0 and len(grids) == 4:  # the finest grid ends the sequence
+        return
     yield values, weights
