@@ -6,10 +6,25 @@ failing example shrinks to the fewest, simplest pixels that still fail.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
+
+
+def examples(n: int) -> int:
+    """``n`` examples for a costly property in CI; as many as the profile asks on a long run.
+
+    An explicit ``max_examples`` overrides the profile, so without this the
+    ``fuzz`` profile (``HYPOTHESIS_PROFILE=fuzz``) would not reach these tests.
+    """
+    if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz":
+        return max(n, settings().max_examples)
+    return n
+
 
 CHANNELS = {"1": 1, "L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 3, "PA": 4}
 sizes = st.tuples(st.integers(1, 24), st.integers(1, 24))

@@ -25,6 +25,7 @@ from pil_kmc.layout import FormatError
 
 from .reference import context4 as reference4
 from .reference import strips5 as reference5
+from .strategies import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "rocket.jpg"
@@ -51,7 +52,7 @@ def planes(draw, max_side: int = 300, max_pixels: int = 20_000):
     return np.ascontiguousarray(plane), k
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(planes(max_side=120, max_pixels=6000))
 def test_context_is_byte_identical_to_the_numpy_reference(plane):
     indices, k = plane
@@ -62,7 +63,7 @@ def test_context_is_byte_identical_to_the_numpy_reference(plane):
     assert np.array_equal(reference4.decode(stream, w, h, k), indices)
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(planes())
 def test_strips_is_byte_identical_to_the_spec_transcription(plane):
     indices, k = plane

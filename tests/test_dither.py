@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 from pil_kmc import quantize
 
 from .reference import dither as reference
+from .strategies import examples
 
 
 @st.composite
@@ -28,7 +29,7 @@ def compiled(pixels: np.ndarray, palette: np.ndarray, strength: int) -> np.ndarr
     return quantize.dithered(pixels, palette, strength / 256)
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(cases())
 def test_compiled_dithering_agrees_with_the_reference(case):
     pixels, palette, strength = case

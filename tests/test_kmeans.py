@@ -12,6 +12,8 @@ from scipy.cluster.vq import vq
 
 from pil_kmc import exact, kmeans, quantize
 
+from .strategies import examples
+
 
 @given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=200))
 def test_histogram_counts_each_distinct_key(values):
@@ -549,7 +551,7 @@ def test_the_examples_reach_every_stage():
     assert s.reseeded
 
 
-@settings(max_examples=12)
+@settings(max_examples=examples(12))
 @given(photos, st.sampled_from([16, 64, 256]))
 @example(REACHES_GRIDS, 256)
 @example(REACHES_GRIDS, 16)
@@ -563,7 +565,7 @@ def test_photographs_quantize_through_every_stage(image, k):
     assert np.array_equal(again.palette, q.palette) and np.array_equal(again.indices, q.indices)
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(gray_levels())
 @example(REACHES_RESEEDING)
 def test_gray_levels_keep_every_cluster_in_use(case):
