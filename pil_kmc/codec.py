@@ -14,14 +14,12 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import _kmc, context, layout
 from .layout import FormatError, Header
 from .parallel import in_threads as _in_threads
-from .parallel import workers
 
 # xz without an integrity check: every chunk already carries a CRC-32. Indices
 # are single bytes, so no position bits (lp = pb = 0) and the most literal
@@ -249,9 +247,8 @@ def _xz_parallel(data: bytes, streams: list[tuple[int, ...]], size: int) -> byte
         return out if ok else None
 
     largest = max(s[3] for s in streams) or limit
-    threads = min(len(streams), workers(), max(1, _XZ_PARALLEL_MEMORY // largest))
-    with ThreadPoolExecutor(threads) as pool:
-        parts = list(pool.map(one, streams))
+    most = max(1, _XZ_PARALLEL_MEMORY // largest)
+    parts = _in_threads([lambda s=s: one(s) for s in streams], most=most)
     return None if any(p is None for p in parts) else b"".join(parts)
 
 

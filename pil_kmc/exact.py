@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
+
 # Points and centroids are ranked on a grid of 1/SNAP[channels] colour levels,
 # clipped to SNAP_RANGE levels: the largest score, 1.5 * channels *
 # (383 * SNAP)^2, stays below 2**23, where float32 holds half-integers exactly.
@@ -42,6 +44,9 @@ SNAP_RANGE = (-128, 383)
 # threadpool_limits(1) around whole products: see the README's "Where
 # scipy.cluster.vq is used").
 PRODUCT_WORK = 1 << 18
+# Rankings of at least this many multiply-adds are shared out between threads
+# (:func:`closest`); below, starting a thread costs more than it saves.
+PARALLEL_WORK = 1 << 21
 # Float palettes up to this size are matched with scipy.cluster.vq.vq, larger
 # ones with a k-d tree over the palette (see the README).
 VQ_UP_TO = 64
@@ -81,34 +86,62 @@ def closest(
     integers in float32, at most 4 channels and small enough that every
     product, every partial sum and every score is exact: whatever order a
     machine's matrix code adds them in, the ranking is the same. Ties go to
-    the lower index. The scores of a block of rows stay in cache, in one
-    buffer reused for every block. With ``second``, also the second lowest
-    score of each row (infinite with one row in ``c``).
+    the lower index. The scores of a block of rows stay in cache. With
+    ``second``, also the second lowest score of each row (infinite with one
+    row in ``c``). From PARALLEL_WORK multiply-adds, the rows are ranked in
+    parallel threads, one share of them each: every row's result is its own,
+    so the results are the same whatever the threads.
     """
-    k = len(c)
     coef = coefficients(c)
     labels = np.empty(len(x), dtype=np.intp)
     best = np.empty(len(x), dtype=np.float32)
     runner_up = np.empty(len(x), dtype=np.float32) if second else None
     rows = max(1, min(len(x), PRODUCT_WORK // coef.size))
-    scores = np.empty((rows, k), dtype=np.float32)
-    offsets = np.arange(rows) * k  # of each row's first score in the flat block
-    for start in range(0, len(x), rows):
-        block = x[start : start + rows]
-        n = len(block)
-        s = scores[:n]
-        np.matmul(block, coef, out=s)
-        found = labels[start : start + n]
-        s.argmin(axis=1, out=found)
-        flat = s.reshape(-1)
-        at = offsets[:n] + found
-        best[start : start + n] = flat[at]
-        if second:
-            flat[at] = np.inf
-            s.min(axis=1, out=runner_up[start : start + n])
+    shares = min(parallel.workers(), x.size * coef.shape[1] // PARALLEL_WORK, -(-len(x) // rows))
+    if shares < 2:
+        _closest_rows(x, coef, rows, 0, len(x), labels, best, runner_up)
+    else:
+        step = -(-len(x) // (shares * rows)) * rows  # whole blocks per share
+        parallel.in_threads(
+            [
+                lambda start=start: _closest_rows(
+                    x, coef, rows, start, min(start + step, len(x)), labels, best, runner_up
+                )
+                for start in range(0, len(x), step)
+            ]
+        )
     if second:
         return labels, best, runner_up
     return labels, best
+
+
+def _closest_rows(
+    x: np.ndarray,
+    coef: np.ndarray,
+    rows: int,
+    start: int,
+    end: int,
+    labels: np.ndarray,
+    best: np.ndarray,
+    runner_up: np.ndarray | None,
+) -> None:
+    """:func:`closest` for rows ``start:end`` of ``x``, in blocks of ``rows``, into the outputs."""
+    k = coef.shape[1]
+    scores = np.empty((min(rows, end - start), k), dtype=np.float32)  # reused by every block
+    offsets = np.arange(len(scores)) * k  # of each row's first score in the flat block
+    for first in range(start, end, rows):
+        block = x[first : min(first + rows, end)]
+        n = len(block)
+        s = scores[:n]
+        np.matmul(block, coef, out=s)
+        found = labels[first : first + n]
+        s.argmin(axis=1, out=found)
+        flat = s.reshape(-1)
+        at = offsets[:n] + found
+        best[first : first + n] = flat[at]
+        if runner_up is not None:
+            flat[at] = np.inf
+            s.min(axis=1, out=runner_up[first : first + n])
 
 
 def greatest_gain(gains: np.ndarray, weights32: np.ndarray, weights: np.ndarray) -> int:

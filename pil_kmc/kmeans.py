@@ -81,9 +81,10 @@ _CONVERGED = 1e-4
 # where points times clusters are many: the seeding stage's and each finer
 # one's. The cap is a time budget: a 512 x 512 photograph at k = 256 must
 # save within pngquant --speed 4's time (bench/kmeans.py); never fewer than
-# _MIN_STEPS.
+# _MIN_STEPS. The finer stages' cap lets a 512 x 512 photograph's stages run
+# to convergence; it binds on larger images.
 _SEED_STAGE_WORK = 100_000_000
-_STAGE_WORK = 150_000_000
+_STAGE_WORK = 600_000_000
 _MIN_STEPS = 2
 _STEP_OVERHEAD = 128
 # k-means|| replaces k-means++ from this many points times clusters (k = 256 on
@@ -102,7 +103,7 @@ _OVERSAMPLING = 2
 _SWAP_TRIALS = 60
 _SWAP_DRAWS = 2
 _SWAP_STEPS = 4
-_SWAP_WORK = 21_000_000
+_SWAP_WORK = 30_000_000
 _MIN_TRIALS = 3
 # Where the seeding grid's points times clusters are at most _RESTART_WORK
 # (k = 16 on photographs), it is seeded, converged and swapped this many

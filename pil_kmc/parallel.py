@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -18,14 +18,41 @@ def workers() -> int:
         return os.cpu_count() or 1
 
 
-def in_threads(calls: list[Callable[[], T]]) -> list[T]:
+def in_threads(calls: list[Callable[[], T]], most: int | None = None) -> list[T]:
     """The results of ``calls`` in order, made in parallel threads when there are several.
 
-    One pool for all the work: pools started inside other pools' threads
-    cost more than they save.
+    The calling thread works too, beside one thread per further core: each
+    takes the next call as it finishes one, so a call that costs more than
+    the rest does not hold up a fixed share. If calls raise, the first one's
+    exception is raised once every call has ended. At most ``most`` threads
+    work at once, the calling one included. Threads started inside others'
+    calls cost more than they save: parallel work is made at one level.
     """
-    threads = min(len(calls), workers())
+    threads = min(len(calls), workers(), most or len(calls))
     if threads < 2:
         return [call() for call in calls]
-    with ThreadPoolExecutor(threads) as pool:
-        return [f.result() for f in [pool.submit(call) for call in calls]]
+    results: list = [None] * len(calls)
+    failed: dict[int, BaseException] = {}
+    order = iter(range(len(calls)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(order, None)
+            if i is None:
+                return
+            try:
+                results[i] = calls[i]()
+            except BaseException as e:  # re-raised in the calling thread below
+                failed[i] = e
+
+    helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
+    for helper in helpers:
+        helper.start()
+    work()
+    for helper in helpers:
+        helper.join()
+    if failed:
+        raise failed[min(failed)]
+    return results

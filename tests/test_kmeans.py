@@ -231,6 +231,34 @@ def test_closest_ranks_snapped_values_exactly(channels, n, k, seed):
     assert np.array_equal((2 * best.astype(np.float64)).astype(np.int64), want.min(axis=1))
 
 
+@settings(max_examples=examples(60), deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(1, 2000),
+    st.integers(1, 300),
+    st.integers(2, 5),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_closest_in_threads_ranks_as_one_thread_does(channels, n, k, threads, second, seed):
+    rng = np.random.default_rng(seed)
+    scale = exact.SNAP[channels]
+    low, high = (v * scale for v in exact.SNAP_RANGE)
+    x = exact.with_ones(rng.integers(low, high + 1, (n, channels)).astype(np.float32))
+    c = rng.integers(low, high + 1, (k, channels)).astype(np.float32)
+    c[: k // 3] = c[-1]  # ties, broken the same way in every share
+    with mock.patch.object(exact, "PARALLEL_WORK", 1 << 60):
+        alone = exact.closest(x, c, second)
+    with (
+        mock.patch.object(exact, "PARALLEL_WORK", 1),
+        mock.patch.object(exact, "PRODUCT_WORK", 64 * (channels + 1) * k),  # many blocks
+        mock.patch("pil_kmc.parallel.workers", return_value=threads),
+    ):
+        shared = exact.closest(x, c, second)
+    for a, b in zip(alone, shared, strict=True):
+        assert np.array_equal(a, b)
+
+
 def test_snap_rounds_to_the_grid_and_clips_to_the_range():
     values = np.array([[0.1, 254.9, 1000.0], [-1000.0, 12.34, 255.0]], np.float32)
     snapped = exact.snap(values)

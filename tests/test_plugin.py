@@ -119,6 +119,25 @@ def test_thin_images_round_trip(size, mode):
     assert np.array_equal(colours_of(out), colours_of(im))
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "LA"])
+def test_a_loaded_image_is_writable_like_any_other(mode):
+    # The decoded plane becomes the image's memory (no copy): it must still
+    # take pixel writes, through load()'s access object as through putpixel.
+    source = Image.linear_gradient("L").resize((64, 48)).convert(mode)
+    data = save(source, clusters=8)
+    im = Image.open(io.BytesIO(data))
+    access = im.load()
+    assert not im.readonly
+    first = im.getpixel((0, 0))
+    other = im.getpixel((63, 47))
+    access[0, 0] = other
+    im.putpixel((1, 0), other)
+    assert im.getpixel((0, 0)) == im.getpixel((1, 0)) == other
+    again = reopen(data)  # another load of the same bytes is its own memory
+    assert again.getpixel((0, 0)) == first != other
+    assert again.convert("RGBA").getpixel((5, 5)) == im.convert("RGBA").getpixel((5, 5))
+
+
 def test_rgba_opens_as_p_with_transparency_and_converts():
     a = np.zeros((2, 2, 4), np.uint8)
     a[0, 0] = (255, 0, 0, 128)
