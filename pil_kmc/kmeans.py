@@ -103,7 +103,7 @@ _OVERSAMPLING = 2
 _SWAP_TRIALS = 60
 _SWAP_DRAWS = 2
 _SWAP_STEPS = 4
-_SWAP_WORK = 30_000_000
+_SWAP_WORK = 21_000_000
 _MIN_TRIALS = 3
 # Where the seeding grid's points times clusters are at most _RESTART_WORK
 # (k = 16 on photographs), it is seeded, converged and swapped this many

@@ -23,10 +23,12 @@ def in_threads(calls: list[Callable[[], T]], most: int | None = None) -> list[T]
 
     The calling thread works too, beside one thread per further core: each
     takes the next call as it finishes one, so a call that costs more than
-    the rest does not hold up a fixed share. If calls raise, the first one's
-    exception is raised once every call has ended. At most ``most`` threads
-    work at once, the calling one included. Threads started inside others'
-    calls cost more than they save: parallel work is made at one level.
+    the rest does not hold up a fixed share. Once a call raises, no further
+    call starts; when the started ones have ended, the exception of the
+    first call that raised (in the order of ``calls``) is raised. At most
+    ``most`` threads work at once, the calling one included. Threads
+    started inside others' calls cost more than they save: parallel work is
+    made at one level.
     """
     threads = min(len(calls), workers(), most or len(calls))
     if threads < 2:
@@ -39,7 +41,7 @@ def in_threads(calls: list[Callable[[], T]], most: int | None = None) -> list[T]
     def work() -> None:
         while True:
             with lock:
-                i = next(order, None)
+                i = None if failed else next(order, None)
             if i is None:
                 return
             try:

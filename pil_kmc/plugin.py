@@ -57,10 +57,11 @@ class KmcImageFile(ImageFile.ImageFile):
         ]
 
     def load_end(self) -> None:
-        # The decoded plane becomes the image's memory instead of being copied
-        # into the memory Pillow allocated: at 9.4 MP the copy is a tenth of
-        # the load. The buffer is this image's alone and writable, so the
-        # image stays writable, as any other loaded image.
+        # The decoded plane becomes the image's memory (for L and P; LA is
+        # copied) instead of being copied into the memory Pillow allocated: a
+        # pass over the whole plane saved, and the plane is not held twice.
+        # The buffer is this image's alone and writable, so the image stays
+        # writable, as any other loaded image.
         plane = self._decoded.take()
         if plane is not None:
             self.im = Image.frombuffer(self.mode, self.size, plane, "raw", self.mode, 0, 1).im

@@ -34,17 +34,21 @@ def test_the_calling_thread_works_and_at_most_most_threads_do():
     assert seen == {threading.get_ident()}
 
 
-def test_the_first_calls_error_is_raised_after_every_call_has_ended():
-    ended = []
+def test_the_first_calls_error_is_raised_and_no_call_starts_after_it():
+    started = []
 
-    def fails(i):
-        time.sleep(0.001 * (5 - i))
-        raise ValueError(f"call {i}")
+    def call(i):
+        started.append(i)
+        time.sleep(0.002)
+        if i in (2, 3):
+            raise ValueError(f"call {i}")
 
-    calls = [lambda i=i: fails(i) if i in (1, 3) else ended.append(i) for i in range(6)]
+    calls = [lambda i=i: call(i) for i in range(40)]
     with (
         mock.patch.object(parallel, "workers", return_value=2),
-        pytest.raises(ValueError, match="call 1"),
+        pytest.raises(ValueError, match="call 2"),
     ):
         parallel.in_threads(calls)
-    assert sorted(ended) == [0, 2, 4, 5]
+    # Calls are taken in order, so every call before a failing one has started.
+    assert sorted(started)[:4] == [0, 1, 2, 3]
+    assert len(started) < 8
