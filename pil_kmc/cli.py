@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from PIL import Image, ImageColor, UnidentifiedImageError
 
-from . import __version__, layout
+from . import __version__, layout, parallel
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -480,8 +480,9 @@ def _single_threaded_blas() -> None:
         os.environ.setdefault(var, "1")
 
 
-def _worker_start() -> None:
+def _worker_start(threads: int) -> None:
     _single_threaded_blas()
+    parallel.limit(threads)
     # The main process handles signals and stops the workers; a worker owns no
     # file, so dying on SIGTERM or SIGHUP loses nothing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -526,7 +527,9 @@ def run_jobs(
         # it instead of each importing it again.
         _single_threaded_blas()
         from . import codec, pixels, quantize  # noqa: F401
-    pool = ProcessPoolExecutor(workers, initializer=_worker_start)
+    # The workers share the cores: each gets its share for pil_kmc's own threads.
+    threads = max(1, parallel.cores() // workers)
+    pool = ProcessPoolExecutor(workers, initializer=_worker_start, initargs=(threads,))
     finished = False
     try:
         # Largest first, so that no big file starts last while the other workers idle.

@@ -10,12 +10,31 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def workers() -> int:
-    """Threads worth starting: the cores this process may use."""
+_limit: int | None = None
+
+
+def cores() -> int:
+    """The cores this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def workers() -> int:
+    """Threads worth starting: the cores this process may use, or fewer (:func:`limit`)."""
+    return min(cores(), _limit) if _limit else cores()
+
+
+def limit(threads: int | None) -> None:
+    """Use at most ``threads`` threads from now on (None: every core).
+
+    For a process that shares the cores with others doing the same work
+    (``kmc encode -j``'s workers): threads of its own would only take turns
+    with theirs. The bytes written do not depend on it.
+    """
+    global _limit
+    _limit = threads
 
 
 def in_threads(calls: list[Callable[[], T]], most: int | None = None) -> list[T]:

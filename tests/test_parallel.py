@@ -52,3 +52,33 @@ def test_the_first_calls_error_is_raised_and_no_call_starts_after_it():
     # Calls are taken in order, so every call before a failing one has started.
     assert sorted(started)[:4] == [0, 1, 2, 3]
     assert len(started) < 8
+
+
+def test_a_limit_caps_the_threads_and_none_lifts_it():
+    seen = set()
+
+    def call():
+        seen.add(threading.get_ident())
+        time.sleep(0.002)
+
+    try:
+        parallel.limit(1)
+        assert parallel.workers() == 1
+        parallel.in_threads([call] * 4)
+        assert seen == {threading.get_ident()}
+    finally:
+        parallel.limit(None)
+    assert parallel.workers() == parallel.cores()
+
+
+def test_kmc_encode_workers_share_the_cores_between_their_threads():
+    from pil_kmc import cli
+
+    with mock.patch.object(cli, "ProcessPoolExecutor") as pool, mock.patch.object(
+        parallel, "cores", return_value=4
+    ):
+        pool.return_value.submit.side_effect = RuntimeError("stop here")
+        jobs = [mock.Mock(src="a"), mock.Mock(src="b")]
+        with pytest.raises(RuntimeError, match="stop here"):
+            cli.run_jobs(jobs, 2, lambda job, result: None)
+    assert pool.call_args.kwargs["initargs"] == (2,)
