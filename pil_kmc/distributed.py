@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import parallel
 from .palettes import ColourHistogram, ImageSource, merge_histograms, palette_from_histogram
 
 if TYPE_CHECKING:
@@ -229,11 +230,30 @@ def shared_palette(
     return future.result()
 
 
+def _share_cores() -> None:
+    """On a Dask worker, keep pil_kmc's threads to a task's share of the cores.
+
+    A worker runs ``nthreads`` tasks at once: threads of each task's own
+    would only take turns with the others' (as for ``kmc encode -j``).
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not on a worker
+        return
+    state = getattr(worker, "state", worker)
+    tasks = getattr(state, "nthreads", None) or getattr(worker, "nthreads", 1)
+    parallel.limit(max(1, parallel.cores() // max(1, tasks)))
+
+
 def encode_task(index: int, name: str, data: bytes, params: dict) -> Outcome:
     """Encode one input with save ``params``, as ``kmc encode`` does (never raises)."""
     from PIL import Image
 
     from .encoder import QualityNotReached
+
+    _share_cores()
 
     try:
         im = _open(name, data)

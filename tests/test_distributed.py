@@ -147,3 +147,25 @@ def test_a_task_that_fails_on_the_cluster_is_reported_and_the_batch_goes_on(clie
     assert all(o.name in o.message for o in outcomes)
     after = list(distributed.encode_batch(client, good[:1], {"clusters": 4}))
     assert after[0].ok and after[0].data == local_bytes(good[0], clusters=4)
+
+
+def test_a_worker_keeps_pil_kmcs_threads_to_a_tasks_share_of_the_cores():
+    from unittest import mock
+
+    import distributed as dask_distributed
+
+    from pil_kmc import parallel
+
+    worker = mock.Mock()
+    worker.state.nthreads = 2
+    try:
+        with (
+            mock.patch.object(dask_distributed, "get_worker", return_value=worker),
+            mock.patch.object(parallel, "cores", return_value=4),
+        ):
+            distributed._share_cores()
+            assert parallel.workers() == 2
+    finally:
+        parallel.limit(None)
+    distributed._share_cores()  # not on a worker: no limit
+    assert parallel.workers() == parallel.cores()
