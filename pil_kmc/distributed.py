@@ -242,8 +242,7 @@ def _share_cores() -> None:
         worker = get_worker()
     except (ImportError, ValueError):  # not on a worker
         return
-    state = getattr(worker, "state", worker)
-    tasks = getattr(state, "nthreads", None) or getattr(worker, "nthreads", 1)
+    tasks = getattr(getattr(worker, "state", worker), "nthreads", 1)  # .state since 2022.11
     parallel.limit(max(1, parallel.cores() // max(1, tasks)))
 
 
