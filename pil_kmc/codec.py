@@ -51,10 +51,10 @@ def unpack_rows(data: bytes, width: int, height: int, bit_depth: int, k: int = 2
     Raises :class:`FormatError` if an index is at or above ``k``. Compiled:
     one pass, no temporaries, whatever the shape.
     """
-    out = bytearray(width * height)
+    out = np.empty((height, width), np.uint8)  # every pixel is written
     if _kmc.unpack_rows(data, width, height, bit_depth, k, out) == _kmc.INDEX_K:
         raise FormatError(f"index data refers to a palette entry at or above k={k}")
-    return np.frombuffer(out, np.uint8).reshape(height, width)
+    return out
 
 
 def compress(data: bytes, method: int, *, extreme: bool = False, strips: int = 1) -> bytes:

@@ -113,11 +113,14 @@ def decode_strips(
     stream: bytes, width: int, height: int, k: int, *, partial: bool = False
 ) -> np.ndarray:
     """The index plane of a ``strips`` stream, its strips decoded in parallel threads."""
-    out = bytearray(width * height)
     code, _, strips = _kmc.strips_table(stream, width, height, partial)
     if code == _kmc.TRUNCATED and partial:
-        return np.frombuffer(out, np.uint8).reshape(height, width)
+        return np.zeros((height, width), np.uint8)
     _check(code, "strips", k)
+    # Not zeroed: a strip decoded without error writes every one of its
+    # pixels (index 0 where a partial one was cut), and an error discards
+    # the plane. Zeroing a large plane first costs a pass over its memory.
+    out = np.empty((height, width), np.uint8)
     # One call per strip: the pool's threads take the next strip as they finish,
     # so a strip that costs more than the rest does not hold up a fixed share.
     codes = parallel.in_threads(
@@ -128,4 +131,4 @@ def decode_strips(
     )
     for code in codes:  # the first strip's problem is the one reported
         _check(code, "strips", k)
-    return np.frombuffer(out, np.uint8).reshape(height, width)
+    return out

@@ -158,6 +158,22 @@ def test_truncated_stream_decodes_the_completed_rows_with_partial(sample):
     assert (out[~whole] == 0).all()
 
 
+
+def test_a_cut_strips_stream_is_zero_after_the_cut_whatever_memory_it_gets():
+    # The strips decoder writes into memory that is not zeroed first: every
+    # pixel it does not decode must still come back as index 0.
+    rng = np.random.default_rng(6)
+    indices = rng.integers(1, 50, (600, 300)).astype(np.uint8)  # no index 0 anywhere
+    stream = context.encode_strips(indices, 50, rows=256)
+    cut = stream[: len(stream) // 2]  # ends inside the second of three strips
+    for _ in range(3):
+        junk = np.full(indices.shape, 255, np.uint8)  # a freed block for the allocator to reuse
+        del junk
+        out = context.decode_strips(cut, 300, 600, 50, partial=True)
+        assert np.array_equal(out[:256], indices[:256])
+        whole = (out == indices).all(axis=1)
+        assert (out[~whole] == 0).all() and (out[512:] == 0).all()
+
 def test_extra_words_are_refused(sample):
     indices, stream, decode = sample
     with pytest.raises(FormatError, match="more data"):
