@@ -20,6 +20,7 @@ everything here but the ``client`` arguments works without it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
@@ -230,29 +231,52 @@ def shared_palette(
     return future.result()
 
 
-def _share_cores() -> None:
+def _host_threads(client: Client) -> dict[str, int]:
+    """Worker threads per host: several worker processes may share one machine."""
+    hosts: dict[str, int] = {}
+    for info in client.scheduler_info().get("workers", {}).values():
+        host = info.get("host")
+        if host:
+            hosts[host] = hosts.get(host, 0) + int(info.get("nthreads", 1))
+    return hosts
+
+
+def _share_cores(hosts: dict[str, int] | None = None) -> None:
     """On a Dask worker, keep pil_kmc's threads to a task's share of the cores.
 
-    A worker runs ``nthreads`` tasks at once: threads of each task's own
-    would only take turns with the others' (as for ``kmc encode -j``).
+    A worker runs ``nthreads`` tasks at once, and the other workers on its
+    host (``hosts``: threads per host, from :func:`_host_threads`) theirs:
+    threads of each task's own would only take turns with the others' (as
+    for ``kmc encode -j``).
     """
     try:
         from distributed import get_worker
+        from distributed.comm import get_address_host
 
         worker = get_worker()
     except (ImportError, ValueError):  # not on a worker
         return
     tasks = getattr(getattr(worker, "state", worker), "nthreads", 1)  # .state since 2022.11
+    # An address get_address_host cannot read (another process's inproc://): the worker alone.
+    with contextlib.suppress(ValueError):
+        if hosts:
+            tasks = max(tasks, hosts.get(get_address_host(worker.address), tasks))
     parallel.limit(max(1, parallel.cores() // max(1, tasks)))
 
 
-def encode_task(index: int, name: str, data: bytes, params: dict) -> Outcome:
-    """Encode one input with save ``params``, as ``kmc encode`` does (never raises)."""
+def encode_task(
+    index: int, name: str, data: bytes, params: dict, hosts: dict[str, int] | None = None
+) -> Outcome:
+    """Encode one input with save ``params``, as ``kmc encode`` does (never raises).
+
+    ``hosts``, the worker threads per host, keeps the task's threads to its
+    share of its machine's cores (:func:`_share_cores`).
+    """
     from PIL import Image
 
     from .encoder import QualityNotReached
 
-    _share_cores()
+    _share_cores(hosts)
 
     try:
         im = _open(name, data)
@@ -320,6 +344,7 @@ def encode_batch(
     Inputs are read and sent a window at a time, so memory stays bounded.
     """
     params = dict(params or {})
+    hosts = _host_threads(client)
     unread: list[Outcome] = []
 
     def tasks():
@@ -328,7 +353,7 @@ def encode_batch(
             if failure is not None:
                 unread.append(failure)
                 continue
-            yield (index, name), (index, name, data, params)
+            yield (index, name), (index, name, data, params, hosts)
 
     for (index, name), outcome, error in windowed(client, encode_task, tasks()):
         yield from _drain(unread)

@@ -169,3 +169,40 @@ def test_a_worker_keeps_pil_kmcs_threads_to_a_tasks_share_of_the_cores():
         parallel.limit(None)
     distributed._share_cores()  # not on a worker: no limit
     assert parallel.workers() == parallel.cores()
+
+
+def test_workers_on_one_host_share_its_cores():
+    from unittest import mock
+
+    import distributed as dask_distributed
+
+    from pil_kmc import parallel
+
+    worker = mock.Mock()
+    worker.state.nthreads = 1
+    worker.address = "tcp://10.0.0.5:4000"
+    try:
+        with (
+            mock.patch.object(dask_distributed, "get_worker", return_value=worker),
+            mock.patch.object(parallel, "cores", return_value=8),
+        ):
+            distributed._share_cores({"10.0.0.5": 4, "10.0.0.6": 8})  # 4 one-thread workers
+            assert parallel.workers() == 2
+            distributed._share_cores({"10.0.0.6": 8})  # its host not known: the worker alone
+            assert parallel.workers() == 8
+    finally:
+        parallel.limit(None)
+
+
+def test_host_threads_count_every_worker_of_a_host(client):
+    hosts = distributed._host_threads(client)
+    assert list(hosts.values()) == [2]  # the fixture's two one-thread processes, one machine
+
+    def threads_in_a_task(hosts):
+        from pil_kmc import distributed, parallel
+
+        distributed._share_cores(hosts)
+        return parallel.workers(), parallel.cores()
+
+    workers, cores = client.submit(threads_in_a_task, hosts, pure=False).result()
+    assert workers == max(1, cores // 2)
