@@ -158,7 +158,6 @@ def test_truncated_stream_decodes_the_completed_rows_with_partial(sample):
     assert (out[~whole] == 0).all()
 
 
-
 def test_a_cut_strips_stream_is_zero_after_the_cut_whatever_memory_it_gets():
     # The strips decoder writes into memory that is not zeroed first: every
     # pixel it does not decode must still come back as index 0.
@@ -173,6 +172,7 @@ def test_a_cut_strips_stream_is_zero_after_the_cut_whatever_memory_it_gets():
         assert np.array_equal(out[:256], indices[:256])
         whole = (out == indices).all(axis=1)
         assert (out[~whole] == 0).all() and (out[512:] == 0).all()
+
 
 def test_extra_words_are_refused(sample):
     indices, stream, decode = sample
