@@ -89,7 +89,7 @@ def hartigan(points, weights, centroids, iterations):
         own = mass[labels]
         with np.errstate(divide="ignore", invalid="ignore"):
             leave = weights * own / (own - weights) * d[rows, labels]
-        leave[own <= weights] = np.inf  # a cluster of one colour cannot give it up
+        leave[own <= weights] = 0  # a cluster's only colour: leaving it gains nothing
         join = weights[:, None] * mass / (mass + weights[:, None]) * d
         join[rows, labels] = np.inf
         target = join.argmin(axis=1)

@@ -51,9 +51,12 @@ def unpack_rows(data: bytes, width: int, height: int, bit_depth: int, k: int = 2
     Raises :class:`FormatError` if an index is at or above ``k``. Compiled:
     one pass, no temporaries, whatever the shape.
     """
-    out = np.empty((height, width), np.uint8)  # every pixel is written
-    if _kmc.unpack_rows(data, width, height, bit_depth, k, out) == _kmc.INDEX_K:
+    out = np.empty((height, width), np.uint8)  # every pixel is written when the code is OK
+    code = _kmc.unpack_rows(data, width, height, bit_depth, k, out)
+    if code == _kmc.INDEX_K:
         raise FormatError(f"index data refers to a palette entry at or above k={k}")
+    if code != _kmc.OK:  # never for the arguments checked above; the plane is not returned
+        raise FormatError(f"packed rows could not be unpacked (code {code})")
     return out
 
 

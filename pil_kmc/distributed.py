@@ -233,11 +233,13 @@ def shared_palette(
 
 def _host_threads(client: Client) -> dict[str, int]:
     """Worker threads per host: several worker processes may share one machine."""
+    from distributed.comm import get_address_host
+
     hosts: dict[str, int] = {}
-    for info in client.scheduler_info().get("workers", {}).values():
-        host = info.get("host")
-        if host:
-            hosts[host] = hosts.get(host, 0) + int(info.get("nthreads", 1))
+    for address, threads in client.nthreads().items():
+        with contextlib.suppress(ValueError):  # an address of no known form: left out
+            host = get_address_host(address)
+            hosts[host] = hosts.get(host, 0) + threads
     return hosts
 
 

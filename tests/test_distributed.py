@@ -206,3 +206,15 @@ def test_host_threads_count_every_worker_of_a_host(client):
 
     workers, cores = client.submit(threads_in_a_task, hosts, pure=False).result()
     assert workers == max(1, cores // 2)
+
+
+def test_a_batch_tells_its_tasks_the_threads_of_every_host(client, inputs, monkeypatch):
+    seen = []
+
+    def windowed(client, func, items):
+        seen.extend(args for _, args in items)
+        return iter(())
+
+    monkeypatch.setattr(distributed, "windowed", windowed)
+    list(distributed.encode_batch(client, inputs[:2], {"clusters": 4}))
+    assert [args[4] for args in seen] == [distributed._host_threads(client)] * 2
