@@ -259,9 +259,9 @@ def _share_cores(hosts: dict[str, int] | None = None) -> None:
     except (ImportError, ValueError):  # not on a worker
         return
     tasks = getattr(getattr(worker, "state", worker), "nthreads", 1)  # .state since 2022.11
-    # An address get_address_host cannot read (another process's inproc://): the worker alone.
-    with contextlib.suppress(ValueError):
-        if hosts:
+    if hosts:
+        # An address get_address_host cannot read (another process's inproc://): the worker alone.
+        with contextlib.suppress(ValueError):
             tasks = max(tasks, hosts.get(get_address_host(worker.address), tasks))
     parallel.limit(max(1, parallel.cores() // max(1, tasks)))
 
