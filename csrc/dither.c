@@ -4,8 +4,11 @@
  * the classic weights 7, 3, 5, 1 (sixteenths) scaled by `strength` (0 to
  * 256 for 0 to 1), errors kept in integers (1/4096 of a level) so that every
  * machine gives the same indices. A fully transparent pixel (alpha 0, when the last channel is
- * alpha) takes the nearest entry and passes no error on: its colour is
- * invisible. The nearest entry is by squared distance, ties to the lower index.
+ * alpha) takes the first fully transparent entry and passes no error on: its colour is
+ * invisible. Every other pixel takes the nearest entry that is not fully transparent, so
+ * that the error carried in alpha never makes a visible pixel vanish. (Where the palette
+ * has no entry of the kind, the nearest of all.) The nearest entry is by squared distance,
+ * ties to the lower index.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,15 @@ int kmc_dither(const uint8_t *pixels, uint32_t width, uint32_t height, int chann
     if (channels < 1 || channels > 4 || k < 1 || k > 256 || strength < 0 || strength > 256)
         return KMC_BAD_ARGS;
     const int alpha = channels == 2 || channels == 4;
+    /* The first fully transparent entry, and whether any entry is visible. */
+    int clear = -1, any_visible = !alpha;
+    for (int j = 0; alpha && j < k; j++) {
+        if (palette[(size_t)j * (size_t)channels + (size_t)channels - 1] == 0) {
+            if (clear < 0) clear = j;
+        } else {
+            any_visible = 1;
+        }
+    }
     /* Two rows of accumulated error, with a spare column on each side. */
     size_t stride = ((size_t)width + 2) * (size_t)channels;
     int32_t *err = calloc(2 * stride, sizeof *err);
@@ -38,10 +50,11 @@ int kmc_dither(const uint8_t *pixels, uint32_t width, uint32_t height, int chann
             int want[4];
             for (int c = 0; c < channels; c++)
                 want[c] = transparent ? px[c] : clamp255(px[c] + rounded(e[c]));
-            int best = 0;
+            int best = transparent && clear >= 0 ? clear : 0;
             int64_t best_d = -1;
-            for (int j = 0; j < k; j++) {
+            for (int j = 0; j < k && !(transparent && clear >= 0); j++) {
                 const uint8_t *p = palette + (size_t)j * (size_t)channels;
+                if (!transparent && any_visible && alpha && p[channels - 1] == 0) continue;
                 int64_t d = 0;
                 for (int c = 0; c < channels; c++) {
                     int64_t diff = want[c] - p[c];

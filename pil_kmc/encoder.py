@@ -24,6 +24,24 @@ DEFAULT_CLUSTERS = 256
 COLORSPACES = ("rgb", "oklab")
 _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items()}
 _METADATA_KEYS = ("icc_profile", "exif", "xmp", "dpi", "text")
+# Save options of Pillow's other plugins (as of Pillow 13), which a save ignores and never takes
+# for a misspelling of ours, however close (AVIF's speed= and our seed=).
+_OTHER_FORMATS = frozenset(
+    (
+        "advanced", "allow_mixed", "alpha_premultiplied", "alpha_quality", "append",
+        "append_images", "autotiling", "background", "bbox", "big_tiff", "bitmap_format", "bits",
+        "blend", "blp_version", "bpc", "bpp", "cinema_mode", "codeblock_size", "codec", "comment",
+        "compress_level", "compress_type", "default_image", "dictionary", "disposal", "duration",
+        "exact", "extra", "frames", "hotspot", "id_section", "include_color_table", "interlace",
+        "irreversible", "keep_rgb", "kmax", "kmin", "loop", "lossless", "max_threads", "mct",
+        "method", "minimize_size", "no_jp2", "num_resolutions", "offset", "orientation",
+        "photoshop", "pixel_format", "plt", "pnginfo", "precinct_size", "progression",
+        "progressive", "qtables", "quality_layers", "quality_mode", "range", "resolution",
+        "restart_marker_blocks", "restart_marker_rows", "save_all", "signed", "smooth", "speed",
+        "streamtype", "strip_size", "subsampling", "tile_cols", "tile_offset", "tile_rows",
+        "tile_size", "version"
+    )
+)
 
 
 def quality_to_mse(quality: float) -> float:
@@ -99,14 +117,22 @@ class SaveOptions:
     optimize: bool = False
     chunks: tuple[tuple[bytes, bytes], ...] = ()
     # As the PNG plugin takes it: the save parameter, else info["transparency"];
-    # None also falls back on the image's own info when the image is quantized.
+    # None also falls back on the image's own info when the image is quantized,
+    # unless the save parameter itself was None (no transparency).
     transparency: int | bytes | tuple[int, ...] | None = None
+    # transparency= was passed: None then means none, and a mode with alpha
+    # refuses any other value, as the PNG plugin does.
+    transparency_given: bool = False
     # A given palette, (n, C) uint8 (pil_kmc.palettes.as_palette): no clustering.
     palette: Any = field(default=None, compare=False)
 
 
 _OPTION_NAMES = (
-    *(f for f in SaveOptions.__dataclass_fields__ if f not in ("chunks", "transparency")),
+    *(
+        f
+        for f in SaveOptions.__dataclass_fields__
+        if f not in ("chunks", "transparency", "transparency_given")
+    ),
     "colors",  # Pillow's quantize() name for clusters
 )
 
@@ -122,9 +148,13 @@ def _integer(name: str, value: Any, low: int, high: int | None = None) -> int:
 
 
 def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, not {value!r}")
-    return value
+    """A yes or no, read as Pillow's PNG, JPEG and GIF plugins read ``optimize``: None,
+    0 and 1 as well as False and True."""
+    if value is None or isinstance(value, bool) or getattr(value, "dtype", None) == "bool":
+        return bool(value)
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, not {value!r}")
 
 
 def _dither(value: Any) -> float:
@@ -188,17 +218,23 @@ def _psnr(value: Any) -> tuple[float, float] | None:
     return _pair("psnr", value, lambda n: (0, n), "PSNR in dB", 100)
 
 
-def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> SaveOptions:
+def save_options(
+    params: Mapping[str, Any], info: Mapping[str, Any] | None = None, mode: str | None = None
+) -> SaveOptions:
     """Validate Pillow ``encoderinfo`` (and metadata from ``info``) into :class:`SaveOptions`.
 
+    ``mode``, the image's, lets an ICC profile from ``info`` that describes
+    another colour space than the stored one be left out (see
+    :func:`pil_kmc.metadata.to_chunks`).
+
     Unknown keys are ignored, as Pillow's plugins ignore other formats'
-    options, except near-misses of ours (``cluster=16``), which are surely
-    typos and raise :class:`ValueError`. ``colors`` is another name for
-    ``clusters``, as in ``Image.quantize``.
+    options, except near-misses of ours (``cluster=16``) that are no other
+    plugin's option, which are surely typos and raise :class:`ValueError`.
+    ``colors`` is another name for ``clusters``, as in ``Image.quantize``.
     """
     known = _OPTION_NAMES + _METADATA_KEYS + ("transparency",)
     for key in params:
-        if key not in known:
+        if key not in known and key not in _OTHER_FORMATS:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
             if close:
                 raise ValueError(f"unknown KMC save option {key!r}; did you mean {close[0]!r}?")
@@ -222,7 +258,8 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
         if "clusters" in params and params["clusters"] != params["colors"]:
             raise ValueError("colors is another name for clusters; give one or the other")
         clusters = params["colors"]
-    if "transparency" in params:
+    transparency_given = "transparency" in params
+    if transparency_given:
         transparency = params["transparency"]
     else:
         transparency = (info or {}).get("transparency")
@@ -241,10 +278,20 @@ def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = Non
         dither=_dither(params.get("dither", d.dither)),
         compression=compression,
         optimize=optimize,
-        chunks=tuple(metadata.to_chunks(params, info or {})),
+        chunks=tuple(metadata.to_chunks(params, info or {}, _icc_space(mode))),
         transparency=_transparency(transparency),
+        transparency_given=transparency_given,
         palette=_given_palette(params.get("palette")),
     )
+
+
+def _icc_space(mode: str | None) -> bytes | None:
+    """The ICC colour space of what a save of a ``mode`` image stores, or None if unknown."""
+    if mode is None:
+        return None
+    from .pixels import GRAY_MODES
+
+    return b"GRAY" if mode in GRAY_MODES else b"RGB "
 
 
 def _given_palette(value: Any) -> Any:
@@ -269,11 +316,13 @@ def quantize_image(im: Image.Image, options: SaveOptions) -> tuple[Quantized, in
     if im.width == 0 or im.height == 0:
         raise ValueError("cannot save an empty image as KMC")
     # Options made without the image's info still honour its transparency.
-    transparency = pixels.FROM_INFO if options.transparency is None else options.transparency
+    transparency = options.transparency
+    if transparency is None and not options.transparency_given:
+        transparency = pixels.FROM_INFO
     given = options.palette is not None
     if given and (options.quality is not None or options.psnr is not None):
         raise ValueError("quality and psnr choose the number of colours; palette= gives them")
-    array, channels = pixels.to_array(im, transparency)
+    array, channels = pixels.to_array(im, transparency, explicit=options.transparency_given)
     if given:  # remap to the given palette: no k-means, no quality search
         from .palettes import remap
 

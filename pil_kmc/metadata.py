@@ -17,16 +17,30 @@ to the image's text, the ``str`` entries of its ``info`` (where tEXt chunks,
 and PNG's text chunks, open), so that text survives a re-save; PNG would
 need ``pnginfo=`` for that. A chunk that is malformed is reported as a
 broken file, as any other chunk would be.
+
+A save never writes a chunk that a reader would reject (section 6a and
+section 10's bounds): a save parameter that would make one raises
+:class:`ValueError`, and a value taken from the image's ``info`` is dropped
+with a warning, so that a re-save of another format's image still works.
+An ICC profile from ``info`` whose colour space is not the stored one (a
+CMYK or Lab profile on pixels that are stored as RGB) is dropped too, as
+WebP's plugin drops it when it converts CMYK.
 """
 
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from .layout import FormatError
+from .layout import (
+    MAX_ANCILLARY_BYTES,
+    MAX_ANCILLARY_CHUNKS,
+    MAX_TEXT_CHUNK,
+    FormatError,
+)
 
 ICCP, EXIF, XMP, PHYS, TEXT = b"iCCP", b"eXIf", b"xMPp", b"pHYs", b"tEXt"
 _ONCE = (ICCP, EXIF, XMP, PHYS)
@@ -39,12 +53,19 @@ _NOT_TEXT = frozenset(
 MAX_ICC_BYTES = 16 << 20
 
 
-def to_chunks(params: Mapping[str, Any], info: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+def to_chunks(
+    params: Mapping[str, Any], info: Mapping[str, Any], colour_space: bytes | None = None
+) -> list[tuple[bytes, bytes]]:
     """Ancillary chunks for save ``params``; ICC profile and text default to the image's ``info``.
 
-    Raises :class:`ValueError` for a save parameter of the wrong kind; an
-    ``info`` value of the wrong kind (say a text chunk of another format
-    named ``dpi``) is dropped instead, as it is not the caller's argument.
+    Raises :class:`ValueError` for a save parameter of the wrong kind, or one
+    that a reader would reject (section 6a) or that passes section 10's
+    bounds. An ``info`` value of the wrong kind (say a text chunk of another
+    format named ``dpi``) is dropped instead, as it is not the caller's
+    argument; so is one a reader would reject, with a warning. With
+    ``colour_space`` (an ICC colour space signature, ``b"RGB "`` or
+    ``b"GRAY"``: the stored pixels'), an ``info`` profile of another space
+    is dropped.
     """
     chunks = []
     # The ICC profile defaults to the image's own (a real one: a tEXt chunk could
@@ -54,23 +75,52 @@ def to_chunks(params: Mapping[str, Any], info: Mapping[str, Any]) -> list[tuple[
             if params[key]:
                 chunks.append(make(params[key]))
         elif key == "icc_profile" and isinstance(info.get(key), bytes) and info[key]:
-            chunks.append(make(info[key]))
+            profile = info[key]
+            if colour_space is not None and _profile_space(profile) not in (None, colour_space):
+                continue  # describes other pixels than the stored ones
+            try:
+                chunks.append(make(profile))
+            except ValueError as e:
+                _dropped(key, e)
     if "text" in params:
         text = params["text"] or {}
         if not isinstance(text, Mapping):
             raise ValueError("text must be a dict of keyword to string")
+        given = True
     else:
-        text = info_text(info)
+        text, given = info_text(info), False
     keywords = set()
     for key, value in text.items():
-        keyword = str(key).encode()
+        keyword = _utf8_bytes("text keyword", str(key))
         if not 1 <= len(keyword) <= 79 or b"\0" in keyword:
             raise ValueError(f"text keyword must be 1 to 79 bytes without NUL: {key!r}")
         if keyword in keywords:
             raise ValueError(f"text keyword {key!r} given twice")
         keywords.add(keyword)
-        chunks.append((TEXT, keyword + b"\0" + str(value).encode()))
+        try:
+            chunks.append(_text(keyword, value))
+        except ValueError as e:
+            if given:
+                raise
+            _dropped(key, e)
+    if len(chunks) > MAX_ANCILLARY_CHUNKS:
+        raise ValueError(
+            f"{len(chunks)} metadata chunks; a file holds at most {MAX_ANCILLARY_CHUNKS}"
+        )
+    if sum(len(data) for _, data in chunks) > MAX_ANCILLARY_BYTES:
+        raise ValueError(f"metadata over {MAX_ANCILLARY_BYTES} bytes in all")
     return chunks
+
+
+def _dropped(key: str, reason: ValueError) -> None:
+    warnings.warn(f"info[{key!r}] not written to the KMC file: {reason}", stacklevel=6)
+
+
+def _profile_space(profile: bytes) -> bytes | None:
+    """The data colour space of an ICC profile (header bytes 16-19), or None if it has no header."""
+    if len(profile) < 128 or profile[36:40] != b"acsp":
+        return None
+    return profile[16:20]
 
 
 def info_text(info: Mapping[str, Any]) -> dict[str, str]:
@@ -87,18 +137,47 @@ def info_text(info: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _icc(value: Any) -> tuple[bytes, bytes]:
-    return ICCP, zlib.compress(_bytes("icc_profile", value), 9)
+    profile = _bytes("icc_profile", value)
+    if len(profile) > MAX_ICC_BYTES:
+        raise ValueError(f"icc_profile of {len(profile)} bytes; at most {MAX_ICC_BYTES}")
+    return ICCP, zlib.compress(profile, 9)
 
 
 def _exif(value: Any) -> tuple[bytes, bytes]:
     if hasattr(value, "tobytes"):  # PIL.Image.Exif
         value = value.tobytes()
     exif = _bytes("exif", value)
-    return EXIF, exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    exif = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    if not exif.startswith(_TIFF_HEADERS):
+        raise ValueError(
+            "exif must start with a TIFF header (II*\\0 or MM\\0*), after any Exif\\0\\0"
+        )
+    return EXIF, exif
 
 
 def _xmp(value: Any) -> tuple[bytes, bytes]:
-    return XMP, value.encode() if isinstance(value, str) else _bytes("xmp", value)
+    data = _utf8_bytes("xmp", value) if isinstance(value, str) else _bytes("xmp", value)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("xmp must be UTF-8") from None
+    return XMP, data
+
+
+def _text(keyword: bytes, value: Any) -> tuple[bytes, bytes]:
+    data = keyword + b"\0" + _utf8_bytes(f"text {keyword.decode()!r}", str(value))
+    if len(data) > MAX_TEXT_CHUNK:
+        raise ValueError(
+            f"text {keyword.decode()!r} is {len(data)} bytes; a tEXt chunk holds {MAX_TEXT_CHUNK}"
+        )
+    return TEXT, data
+
+
+def _utf8_bytes(name: str, value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} cannot be encoded as UTF-8") from None
 
 
 def _dpi(value: Any) -> tuple[bytes, bytes]:

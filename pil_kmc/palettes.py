@@ -209,7 +209,8 @@ def as_palette(value: Any) -> np.ndarray:
     """A given palette as a read-only (n, C) uint8 array, 1 <= n <= 256, 1 <= C <= 4.
 
     Takes an (n, C) uint8 array, a Pillow
-    ``ImagePalette`` (every entry), a P image (its palette, every entry in
+    ``ImagePalette`` (every entry), ``bytes`` of RGB triplets (as GIF's
+    ``palette=`` takes them), a P image (its palette, every entry in
     order: an opened ``.kmc`` gives its ``KPAL``), or
     another Pillow image (its distinct colours, in its storage colour model).
     Raises :class:`ValueError` for anything else.
@@ -238,6 +239,10 @@ def as_palette(value: Any) -> np.ndarray:
         if len(flat) % len(mode):
             raise ValueError(f"ImagePalette has {len(flat)} bytes, not a multiple of {len(mode)}")
         value = flat.reshape(-1, len(mode))
+    if isinstance(value, (bytes, bytearray)):  # GIF's form: RGBRGB...
+        if len(value) % 3:
+            raise ValueError(f"palette bytes must be RGB triplets, not {len(value)} bytes")
+        value = np.frombuffer(bytes(value), np.uint8).reshape(-1, 3)
     array = np.asarray(value)
     if array.dtype == object or array.dtype.kind not in "uifb":
         raise ValueError(f"palette must be an (n, channels) uint8 array, not {type(value)!r}")

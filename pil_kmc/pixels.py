@@ -54,6 +54,8 @@ _MODES = {
 }
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 SUPPORTED_MODES = (*_MODES, "P", *SIXTEEN_BIT)
+#: Modes stored in a gray colour model (G or GA).
+GRAY_MODES = ("1", "L", "LA", "La", *SIXTEEN_BIT)
 # Tells to_array to take the transparency from the image's info.
 FROM_INFO: Any = object()
 _SCALE_ADVICE = (
@@ -67,8 +69,13 @@ def _unwritable(mode: str) -> OSError:
     return OSError(f"cannot write mode {mode} as KMC{advice}")
 
 
-def _check_transparency(mode: str, transparency: Any) -> Any:
-    """``transparency`` if ``mode`` can use it, else None; ValueError for the wrong kind."""
+def _check_transparency(mode: str, transparency: Any, explicit: bool = False) -> Any:
+    """``transparency`` if ``mode`` can use it, else None; ValueError for the wrong kind.
+
+    A mode that has no use for it ignores one taken from ``info`` (probably
+    stale, as the PNG plugin says) and refuses an ``explicit`` one with
+    OSError, as the PNG plugin does.
+    """
     if transparency is None:
         return None
     if mode == "P":
@@ -85,6 +92,8 @@ def _check_transparency(mode: str, transparency: Any) -> Any:
         if not isinstance(transparency, (list, tuple)) or len(transparency) != 3:
             raise ValueError("transparency for RGB must be an (r, g, b) tuple")
         return tuple(transparency)
+    if explicit:
+        raise OSError("cannot use transparency for this mode")
     return None  # modes with alpha have no use for it, as in the PNG plugin
 
 
@@ -137,12 +146,18 @@ def own_palette(im: Image.Image, transparency: Any = FROM_INFO) -> np.ndarray:
     return palette[: max(len(entries), highest + 1), :channels]
 
 
-def to_array(im: Image.Image, transparency: Any = FROM_INFO) -> tuple[np.ndarray, int]:
-    """A (h, w, C) uint8 array of ``im`` in its storage colour model, and C."""
+def to_array(
+    im: Image.Image, transparency: Any = FROM_INFO, explicit: bool = False
+) -> tuple[np.ndarray, int]:
+    """A (h, w, C) uint8 array of ``im`` in its storage colour model, and C.
+
+    ``explicit`` says that ``transparency`` is a save parameter rather than
+    the image's ``info`` (see :func:`_check_transparency`).
+    """
     if transparency is FROM_INFO:
         transparency = im.info.get("transparency")
     mode, channels = colour_model(im, transparency)
-    transparency = _check_transparency(im.mode, transparency)
+    transparency = _check_transparency(im.mode, transparency, explicit)
     if im.mode == "P":
         pixels = own_palette(im, transparency)[np.asarray(im, dtype=np.uint8)]
     elif im.mode in SIXTEEN_BIT or (im.mode in ("1", "L") and transparency is not None):

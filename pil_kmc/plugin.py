@@ -188,13 +188,14 @@ class KmcDecoder(_Incremental):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    options = encoder.save_options(im.encoderinfo, im.info)
+    options = encoder.save_options(im.encoderinfo, im.info, im.mode)
     fp.write(encoder.encode(im, options))
 
 
 def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """A .kmc file holds one image: refuse several frames rather than drop them."""
-    frames = getattr(im, "n_frames", 1) + len(im.encoderinfo.get("append_images", []))
+    # Any iterable of images, as Pillow's PNG, GIF and WebP plugins take it.
+    frames = getattr(im, "n_frames", 1) + len(list(im.encoderinfo.get("append_images", [])))
     if frames > 1:
         raise ValueError(
             f"KMC holds a single image, not {frames} frames; save each frame "
@@ -299,7 +300,7 @@ class KmcNpzDecoder(_Incremental):
 def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from . import coding, npz
 
-    options = encoder.save_options(im.encoderinfo, im.info)
+    options = encoder.save_options(im.encoderinfo, im.info, im.mode)
     result, _ = encoder.quantize_image(im, options)
     # The palette order a default .kmc save stores (optimize= and compression=
     # choose .kmc coding only), so that both files agree.

@@ -233,7 +233,10 @@ def dithered(pixels: np.ndarray, palette: np.ndarray, strength: float = 1.0) -> 
     Serpentine error diffusion with the error scaled by ``strength`` (0 to 1,
     pngquant's ``--floyd``), in compiled code and integer arithmetic, so the
     same on every machine. With alpha, fully transparent pixels take the
-    nearest (transparent) entry and pass no error on.
+    first fully transparent entry and pass no error on, and every other
+    pixel takes the nearest entry that is not fully transparent, so that
+    dithering never changes which pixels are invisible (where the palette
+    has no entry of the kind, the nearest of all).
     """
     from . import _kmc
 

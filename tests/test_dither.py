@@ -69,3 +69,28 @@ def test_transparent_pixels_take_the_transparent_entry_and_pass_no_error():
     palette = np.array([[0, 0, 0, 0], [255, 0, 0, 255], [0, 0, 0, 255]], np.uint8)
     out = compiled(pixels, palette, 256)
     assert (out[:, 3:] == 0).all() and (out[:, :3] != 0).all()
+
+
+@st.composite
+def with_alpha(draw):
+    """RGBA or GA pixels, some fully transparent, and a palette with both kinds of entry."""
+    channels = draw(st.sampled_from([2, 4]))
+    w, h = draw(st.integers(1, 24)), draw(st.integers(1, 16))
+    pixels = draw(hnp.arrays(np.uint8, (h, w, channels)))
+    pixels[..., -1] = np.where(draw(hnp.arrays(np.bool_, (h, w))), 0, pixels[..., -1])
+    palette = draw(hnp.arrays(np.uint8, (draw(st.integers(2, 20)), channels)))
+    palette[draw(st.integers(0, len(palette) - 1)), -1] = 0
+    if (palette[:, -1] == 0).all():
+        palette[0, -1] = 255
+    return pixels, palette, draw(st.sampled_from([128, 256]))
+
+
+@settings(max_examples=examples(60))
+@given(with_alpha())
+def test_dithering_never_changes_which_pixels_are_invisible(case):
+    # the error carried in alpha would otherwise drive half-transparent pixels to alpha 0
+    pixels, palette, strength = case
+    out = palette[compiled(pixels, palette, strength)]
+    assert np.array_equal(out[..., -1] == 0, pixels[..., -1] == 0)
+    clear = np.flatnonzero(palette[:, -1] == 0)[0]
+    assert (compiled(pixels, palette, strength)[pixels[..., -1] == 0] == clear).all()

@@ -78,6 +78,60 @@ def test_bad_metadata_arguments_are_value_errors(params, message):
 
 
 @pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"exif": b"garbage"}, "TIFF header"),
+        ({"exif": b"Exif\0\0"}, "TIFF header"),
+        ({"xmp": '<x:xmpmeta xmlns:x="adobe:ns:meta/"/>'.encode("utf-16")}, "UTF-8"),
+        ({"xmp": "\ud800"}, "UTF-8"),
+        ({"text": {"a": "\ud800"}}, "UTF-8"),
+        ({"text": {"Comment": "x" * layout.MAX_TEXT_CHUNK}}, "tEXt chunk holds"),
+        ({"text": {f"k{i}": "v" for i in range(layout.MAX_ANCILLARY_CHUNKS + 1)}}, "at most"),
+        ({"icc_profile": bytes(metadata.MAX_ICC_BYTES + 1)}, "icc_profile of"),
+    ],
+)
+def test_a_save_never_writes_metadata_that_its_reader_rejects(params, message):
+    buffer = io.BytesIO()
+    with pytest.raises(ValueError, match=message):
+        Image.new("RGB", (2, 2)).save(buffer, "KMC", **params)
+    assert buffer.getvalue() == b""
+
+
+def test_text_from_info_that_no_chunk_can_hold_is_dropped_with_a_warning():
+    # a PNG's 600 kB of Latin-1 text is 1.2 MB of UTF-8, past a tEXt chunk's 1 MiB
+    im = Image.new("RGB", (2, 2))
+    im.info.update(Comment="\xe9" * 600_000, Title="kept")
+    with pytest.warns(UserWarning, match="info\\['Comment'\\] not written"):
+        out = round_trip(im)
+    out.load()
+    assert "Comment" not in out.info and out.info["Title"] == "kept"
+
+
+def _profile(space: bytes) -> bytes:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return srgb[:16] + space + srgb[20:]
+
+
+@pytest.mark.parametrize(
+    "mode, space, kept",
+    [
+        ("RGB", b"RGB ", True),
+        ("CMYK", b"CMYK", False),  # the pixels are stored as RGB
+        ("LAB", b"Lab ", False),
+        ("L", b"GRAY", True),
+        ("L", b"RGB ", False),
+        ("RGB", b"GRAY", False),
+    ],
+)
+def test_an_info_profile_is_kept_only_for_the_colour_space_stored(mode, space, kept):
+    im = Image.new(mode, (2, 2))
+    im.info["icc_profile"] = _profile(space)
+    assert ("icc_profile" in round_trip(im).info) == kept
+    # one passed as an argument is the caller's to choose
+    assert round_trip(im, icc_profile=_profile(space)).info["icc_profile"] == _profile(space)
+
+
+@pytest.mark.parametrize(
     "chunks, message",
     [
         ([(metadata.PHYS, b"\0" * 8)], "pHYs"),

@@ -195,6 +195,7 @@ def test_a_p_image_an_imagepalette_and_an_array_give_the_same_file():
     expected = save(im, palette=palette)
     assert save(im, palette=p) == expected
     assert save(im, palette=ImagePalette.ImagePalette("RGB", palette.tobytes())) == expected
+    assert save(im, palette=palette.tobytes()) == expected  # GIF's palette= form
     with pytest.raises(ValueError, match="dtype uint8"):  # lists are int64: no guessing
         save(im, palette=palette.tolist())
 
@@ -244,6 +245,8 @@ def test_gray_and_opaque_images_widen_to_the_palette():
         (np.zeros(12, np.uint8), "2-d"),
         ("red", "uint8 array"),
         (ImagePalette.ImagePalette("RGB", bytes(8)), "not a multiple of 3"),
+        (bytes(8), "RGB triplets, not 8 bytes"),
+        (b"", "1 to 256 entries, not 0"),
     ],
 )
 def test_bad_palettes_raise_a_clear_value_error_before_writing(tmp_path, palette, message):

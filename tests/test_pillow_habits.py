@@ -256,6 +256,26 @@ def test_transparency_on_save_is_honoured_as_png_does(mode, value):
         assert np.array_equal(rgba(kmc), rgba(png))
 
 
+@pytest.mark.parametrize("mode", ["P", "L"])
+def test_transparency_none_on_save_drops_the_images_own_as_png_does(mode):
+    im = palette_image(INDICES, PALETTE)
+    im = im.convert(mode)
+    im.info["transparency"] = 1
+    kmc, png = through(im, "KMC", transparency=None), through(im, "PNG", transparency=None)
+    assert "transparency" not in kmc.info and "transparency" not in png.info
+    assert np.array_equal(rgba(kmc), rgba(png))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_transparency_passed_for_a_mode_that_cannot_use_it_is_refused_as_png_does(mode):
+    im = Image.new(mode, (3, 2), "white")  # opaque
+    for fmt in ("PNG", "KMC"):
+        with pytest.raises(OSError, match="cannot use transparency for this mode"):
+            im.save(io.BytesIO(), fmt, transparency=3)
+    im.info["transparency"] = 3  # probably stale, and ignored by both
+    assert (rgba(through(im, "KMC"))[..., 3] == 255).all()
+
+
 @pytest.mark.parametrize(
     "mode, value", [("P", (1, 2, 3)), ("L", b"\x00"), ("RGB", 5), ("P", "red")]
 )

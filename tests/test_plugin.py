@@ -195,6 +195,8 @@ def test_bad_arguments_raise_value_error_and_leave_no_file(tmp_path, params, mes
 def test_other_formats_options_are_ignored():
     plain = save(Image.new("RGB", (2, 2)))
     assert save(Image.new("RGB", (2, 2)), progressive=True, lossless=True) == plain
+    # however close to one of ours: AVIF's speed= is no misspelt seed=
+    assert save(Image.new("RGB", (2, 2)), speed=6, method=6, kmin=3) == plain
 
 
 def test_empty_image_is_refused():
@@ -239,10 +241,17 @@ def test_optimize_is_never_larger_than_the_default_and_decodes_the_same():
     assert save(im, clusters=16, optimize=True) == optimized
 
 
+def test_optimize_is_a_truth_value_as_pngs_jpegs_and_gifs_is():
+    im = Image.new("RGB", (2, 2), "teal")
+    assert save(im, optimize=1) == save(im, optimize=True)
+    assert save(im, optimize=0) == save(im, optimize=None) == save(im)
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"optimize": 1}, "optimize must be True or False"),
+        ({"optimize": 2}, "optimize must be True or False"),
+        ({"optimize": "yes"}, "optimize must be True or False"),
         ({"optimize": True, "compression": "zlib"}, "one or the other"),
     ],
 )
@@ -258,6 +267,11 @@ def test_animation_is_refused_with_a_clear_error(tmp_path):
     assert not (tmp_path / "a.kmc").exists()
     frames[0].save(tmp_path / "b.kmc", save_all=True)  # one frame is fine
     assert Image.open(tmp_path / "b.kmc").size == (4, 4)
+    # append_images may be any iterable, as for PNG, GIF and WebP
+    with pytest.raises(ValueError, match="single image, not 2 frames"):
+        frames[0].save(tmp_path / "c.kmc", save_all=True, append_images=iter(frames[1:]))
+    frames[0].save(tmp_path / "d.kmc", save_all=True, append_images=iter([]))
+    assert Image.open(tmp_path / "d.kmc").size == (4, 4)
 
 
 def photo() -> Image.Image:

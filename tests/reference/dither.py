@@ -11,6 +11,8 @@ def _rounded(e: int) -> int:
 def dither(pixels: list, width: int, height: int, channels: int, palette: list, strength: int):
     """Indices (rows of ints) of ``pixels`` (rows of channel tuples) into ``palette``."""
     alpha = channels in (2, 4)
+    clear = [j for j, entry in enumerate(palette) if alpha and entry[-1] == 0]
+    visible = [j for j, entry in enumerate(palette) if not alpha or entry[-1] > 0]
     here = [[0] * channels for _ in range(width + 2)]
     out = [[0] * width for _ in range(height)]
     for y in range(height):
@@ -26,10 +28,18 @@ def dither(pixels: list, width: int, height: int, channels: int, palette: list, 
                 px[c] if transparent else min(255, max(0, px[c] + _rounded(e[c])))
                 for c in range(channels)
             ]
-            best = min(
-                range(len(palette)),
-                key=lambda j: (sum((want[c] - palette[j][c]) ** 2 for c in range(channels)), j),
-            )
+            # a transparent pixel takes the first transparent entry; a visible one the
+            # nearest visible entry (all entries where the palette has none of the kind)
+            if transparent and clear:
+                best = clear[0]
+            else:
+                best = min(
+                    visible if not transparent and visible else range(len(palette)),
+                    key=lambda j: (
+                        sum((want[c] - palette[j][c]) ** 2 for c in range(channels)),
+                        j,
+                    ),
+                )
             out[y][x] = best
             if transparent:
                 continue
