@@ -205,7 +205,8 @@ static int decode_strip(const uint8_t *data, size_t len, int cut, uint32_t width
     return KMC_OK;
 out_of_words:
     if (too_big) return KMC_INDEX_K;
-    if (!partial) return KMC_TRUNCATED;
+    /* Only a strip that the file's early end cut may stop short; a whole one is corrupt. */
+    if (!partial || !cut) return KMC_TRUNCATED;
     memset(strip + (size_t)y * width, 0, (size_t)(rows - y) * width);
     return KMC_OK;
 }

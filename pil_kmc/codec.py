@@ -294,8 +294,7 @@ def _xz_sequential(data: bytes, size: int, partial: bool) -> bytes:
                 if not out and not chunk:
                     break  # no progress possible
         except (lzma.LZMAError, MemoryError) as e:
-            if partial:
-                return b"".join(parts)
+            # Even with ``partial``: an early end makes a stream stop, never fail.
             raise FormatError(f"corrupt xz index stream: {e or 'out of memory'}") from None
         if not engine.eof:
             if partial:
@@ -321,7 +320,8 @@ def decompress(data: bytes, method: int, size: int, *, partial: bool = False) ->
     xz data may be several concatenated streams, decoded in parallel when
     their boundaries can be read, with the same verdict as in sequence. With
     ``partial``, a stream that ends early returns what it produced instead
-    (for ``ImageFile.LOAD_TRUNCATED_IMAGES``).
+    (for ``ImageFile.LOAD_TRUNCATED_IMAGES``); corrupt data is still an
+    error, as an early end alone never makes a decoder fail (section 9).
     """
     name = layout.COMPRESSION_NAMES.get(method, str(method))
     if method == layout.XZ:
@@ -344,8 +344,7 @@ def decompress(data: bytes, method: int, size: int, *, partial: bool = False) ->
         try:
             out = engine.decompress(data, size + 1)
         except (zlib.error, OSError, EOFError, ValueError, MemoryError) as e:
-            if partial:
-                return b""
+            # Even with ``partial``: an early end makes a stream stop, never fail.
             raise FormatError(f"corrupt {name} index stream: {e}") from None
         finished = engine.eof
         leftover = engine.unused_data if finished else b""

@@ -407,6 +407,49 @@ def test_truncated_load_never_glues_a_later_chunk_onto_the_index_data(monkeypatc
     assert im.tobytes() == plane
 
 
+def _corrupt(stream: bytes, method: int) -> bytes:
+    if method == layout.ZLIB:
+        return stream[:2] + bytes([stream[2] | 0x06]) + stream[3:]  # block type 3: invalid
+    if method == layout.XZ:
+        return with_dictionary(stream, 40)  # a 4 GiB dictionary
+    return stream[:20] + bytes([stream[20] ^ 0xFF]) + stream[21:]  # bzip2 block data
+
+
+@pytest.mark.parametrize("method", [layout.ZLIB, layout.BZIP2, layout.XZ])
+def test_corrupt_data_is_an_error_even_when_truncated_files_load(monkeypatch, method):
+    # Section 9: an early end makes a stream stop, never fail, so only the
+    # file's end is waived. The index data is whole and behind a valid CRC;
+    # only KEND is missing.
+    plane = bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8))
+    stream = {layout.ZLIB: zlib.compress, layout.BZIP2: bz2.compress, layout.XZ: xz}[method](plane)
+    data = kmc_file(_corrupt(stream, method), 64, 64, compression=method)
+    without_kend = data[: -len(layout.chunk(b"KEND", b""))]
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for broken in (data, without_kend):
+        with pytest.raises(OSError, match="corrupt"):
+            open_and_load(broken)
+    assert open_and_load(kmc_file(stream, 64, 64, compression=method)).tobytes() == plane
+
+
+def test_a_whole_strip_that_runs_out_of_words_is_an_error_even_when_truncated_files_load(
+    monkeypatch,
+):
+    # Section 5.6: of a strip the end of the file cut, the rows completed are
+    # kept; a strip whose bytes are all there but too few is corrupt.
+    rng = np.random.default_rng(4)
+    indices = rng.integers(0, 200, (512, 256)).astype(np.uint8)
+    stream = codec.context.encode_strips(indices, 256, rows=256)
+    (rows, first, second) = struct.unpack(">3I", stream[:12])
+    half = first // 2 // 2 * 2
+    body = stream[12 : 12 + half] + stream[12 + first :]
+    short = struct.pack(">3I", rows, half, second) + body
+    data = kmc_file(short, 256, 512, compression=layout.STRIPS)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for broken in (data, data[: -len(layout.chunk(b"KEND", b""))]):
+        with pytest.raises(OSError, match="truncated"):
+            open_and_load(broken)
+
+
 def test_known_chunks_after_the_index_data_obey_the_same_rules():
     # Item 12: a duplicate or broken iCCP after KIDX was ignored entirely.
     icc = (b"iCCP", zlib.compress(b"profile"))
