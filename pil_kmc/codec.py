@@ -338,7 +338,8 @@ def decompress(data: bytes, method: int, size: int, *, partial: bool = False) ->
         out = _xz_sequential(data, size, partial)
         finished, leftover = len(out) >= size, b""
     elif method == layout.STORED:
-        out, finished, leftover = data[: size + 1], len(data) >= size, data[size:]
+        out = data if len(data) <= size else data[: size + 1]  # no copy of a right-sized plane
+        finished, leftover = len(data) >= size, data[size:]
     else:
         engine = _engine(method, size)
         try:

@@ -208,13 +208,15 @@ KNOWN_ANCILLARY = frozenset((b"iCCP", b"eXIf", b"xMPp", b"pHYs", TEXT))
 MAX_TEXT_CHUNK = 1 << 20
 MAX_ANCILLARY_BYTES = 64 << 20
 MAX_ANCILLARY_CHUNKS = 4096
+# Unknown ancillary chunk types a reader lists (for ``kmc info``): the first ones.
+MAX_SKIPPED_TYPES = 64
 
 
 @dataclass(frozen=True)
 class IndexData:
     """What follows the palette: the index stream and the chunks after it."""
 
-    stream: bytes  # the data of the consecutive KIDX chunks, joined
+    stream: bytes | bytearray  # the data of the consecutive KIDX chunks, joined
     ancillary: list[tuple[bytes, bytes]]  # section 6a chunks after the index data
     truncated: bool = False  # the file ended early (only when read with ``partial``)
 
@@ -226,7 +228,7 @@ class KmcFile:
     header: Header
     palette: bytes
     ancillary: list[tuple[bytes, bytes]]  # section 6a chunks before the index data
-    skipped: list[bytes]  # types of the unknown ancillary chunks (checked, not kept)
+    skipped: list[bytes]  # the first MAX_SKIPPED_TYPES types of unknown ancillary chunks
     index_offset: int  # file offset of the first KIDX chunk
     index: IndexData | None = None
 
@@ -239,7 +241,8 @@ class KmcFile:
         """
         reader = _Chunks(fp, kept_bytes=sum(len(d) for _, d in self.ancillary))
         reader.kept_chunks = len(self.ancillary)
-        return reader.index_data(partial)
+        stored = self.header.compression == STORED
+        return reader.index_data(partial, self.header.index_plane_bytes if stored else None)
 
 
 class _Chunks:
@@ -314,7 +317,9 @@ class _Chunks:
         """An ancillary chunk: a section 6a one is kept within section 10's bounds."""
         if chunk_type not in KNOWN_ANCILLARY:
             self.data(length, chunk_type, keep=False)
-            if skipped is not None:
+            # Each type once, and only the first few: a flood of chunks costs no memory.
+            listed = skipped is not None and len(skipped) < MAX_SKIPPED_TYPES
+            if listed and chunk_type not in skipped:
                 skipped.append(chunk_type)
             return
         name = chunk_type.decode()
@@ -328,9 +333,15 @@ class _Chunks:
             raise FormatError(f"more than {MAX_ANCILLARY_CHUNKS} metadata chunks")
         kept.append((chunk_type, self.data(length, chunk_type)))
 
-    def index_data(self, partial: bool) -> IndexData:
-        """Section 2's ``KIDX+ ancillary* KEND``, then the end of the file."""
-        parts: list[bytes] = []
+    def index_data(self, partial: bool, most: int | None = None) -> IndexData:
+        """Section 2's ``KIDX+ ancillary* KEND``, then the end of the file.
+
+        With ``most``, index data longer than that is refused as soon as it
+        is read (the stored method's exact size), so a long one costs no
+        memory.
+        """
+        stream = bytearray()
+        got: list[bytes] = []
         kept: list[tuple[bytes, bytes]] = []
         in_index = True
         try:
@@ -339,7 +350,13 @@ class _Chunks:
                 raise FormatError("expected a KIDX chunk")
             while True:
                 if chunk_type == KIDX and in_index:
-                    parts.append(self.data(length, chunk_type, got=parts))
+                    if most is not None and len(stream) + length > most:
+                        raise FormatError(
+                            "the stored index stream holds more data than the header declares"
+                        )
+                    # One growing buffer, not a list of parts joined at the end:
+                    # neither many chunks nor one long one cost twice the data.
+                    stream += self.data(length, chunk_type, got=got)
                 elif chunk_type == KEND:
                     if length:
                         raise FormatError("KEND chunk must be empty")
@@ -354,10 +371,11 @@ class _Chunks:
         except TruncatedError:
             if not partial:
                 raise
-            return IndexData(b"".join(parts), kept, truncated=True)
+            stream += b"".join(got)
+            return IndexData(stream, kept, truncated=True)
         if self.fp.read(1):
             raise FormatError("trailing data after the KEND chunk")
-        return IndexData(b"".join(parts), kept)
+        return IndexData(stream, kept)
 
 
 _CHUNK_HEAD = struct.Struct(">I4s")

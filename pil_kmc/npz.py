@@ -30,12 +30,12 @@ from typing import IO, TypeVar
 import numpy as np
 from numpy.lib import format as npy
 
-from . import codec, layout
+from . import codec, layout, ziplook
 
 PathOrFile = str | os.PathLike | IO[bytes]
 _T = TypeVar("_T")
 
-MEMBERS = ("array1.npy", "array2.npy", "array3.npy")
+MEMBERS = ziplook.MEMBERS
 _MAX_NPY_HEADER = 10_000
 
 
@@ -107,6 +107,9 @@ def _read_data(stream, shape, fortran, dtype, name: str) -> np.ndarray:
 
 
 def _open_zip(fp: IO[bytes]) -> zipfile.ZipFile:
+    problem = ziplook.directory_problem(fp)  # before zipfile reads the whole directory
+    if problem:
+        raise NotNpzLayout(problem)
     try:
         zf = zipfile.ZipFile(fp)
     except (*_ZIP_ERRORS, OSError) as e:

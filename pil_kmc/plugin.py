@@ -9,12 +9,11 @@ import, so that ``import pil_kmc`` stays as cheap as a Pillow plugin.
 from __future__ import annotations
 
 import io
-import struct
 from typing import IO
 
 from PIL import Image, ImageFile, ImagePalette
 
-from . import encoder, layout, metadata
+from . import encoder, layout, metadata, ziplook
 
 FORMAT = "KMC"
 MIME = "image/x-kmc"
@@ -156,6 +155,11 @@ class _Incremental(ImageFile.PyDecoder):
 
 
 _KEND = layout.chunk(layout.KEND, b"")
+# Pillow keeps a table of 8 bytes per row for every image, so mapping the
+# decoded plane (a second image over it, beside the one load_prepare made)
+# costs 8 bytes a row: for narrow images more than copying the plane (1 byte
+# a pixel), so those are copied.
+_MAPPED_WIDTH = 8
 
 
 class KmcDecoder(_Incremental):
@@ -179,7 +183,7 @@ class KmcDecoder(_Incremental):
             table = np.frombuffer(kmc.palette, np.uint8).reshape(header.k, header.channels)
             indices = table[indices]
         plane = np.ascontiguousarray(indices)
-        if self.fd is not None and plane.flags.writeable:
+        if self.fd is not None and plane.flags.writeable and header.width >= _MAPPED_WIDTH:
             # Called by ImageFile.load, which calls load_end next (ImageFile.Parser
             # does not, and feeds no file).
             handover.plane = plane
@@ -209,45 +213,6 @@ def _accept_npz(prefix: bytes) -> bool:
     return prefix.startswith(b"PK\x03\x04")
 
 
-# The zip structures of the .npz layout (appendix A): a local file header
-# (30 bytes, then the name) and the end of central directory record (22
-# bytes, then a comment of up to 65,535 bytes).
-_LOCAL = struct.Struct("<4s2xHH16xH2x")
-_END = b"PK\x05\x06"
-_MAX_DIRECTORY = 1 << 16
-
-
-def _npz_problem(fp: IO[bytes]) -> str | None:
-    """Why a zip archive is not the ``.npz`` layout, from a bounded look, or None.
-
-    Reads the first local header and at most the last 64 KiB (the end of
-    central directory record), never the whole directory, so that any zip
-    that is not the layout is turned away in constant time (appendix A).
-    """
-    fp.seek(0)
-    head = fp.read(_LOCAL.size)
-    if len(head) != _LOCAL.size:
-        return "truncated zip archive"
-    magic, _flags, method, name_length = _LOCAL.unpack(head)
-    if fp.read(name_length).decode("latin-1") not in _NPZ_MEMBERS:
-        return "not the k-means .npz layout (first member is not an array of it)"
-    if method not in (0, 8):
-        return f"zip member compression {method}: the layout's members are stored or deflated"
-    size = fp.seek(0, 2)
-    tail_length = min(size, 22 + 65535)
-    fp.seek(size - tail_length)
-    tail = fp.read(tail_length)
-    at = tail.rfind(_END)
-    if at < 0 or len(tail) < at + 22:
-        return "not a zip archive (no end of central directory)"
-    entries, directory = struct.unpack_from("<HI", tail, at + 10)
-    if entries != len(_NPZ_MEMBERS) or directory > _MAX_DIRECTORY:
-        return f"not the k-means .npz layout ({entries} members)"
-    fp.seek(0)
-    return None
-
-
-_NPZ_MEMBERS = ("array1.npy", "array2.npy", "array3.npy")
 
 
 class KmcNpzImageFile(ImageFile.ImageFile):
@@ -261,7 +226,7 @@ class KmcNpzImageFile(ImageFile.ImageFile):
     def _open(self) -> None:
         if self.fp is None:
             raise OSError("no file to read")
-        problem = _npz_problem(self.fp)
+        problem = ziplook.npz_problem(self.fp)
         if problem:
             raise SyntaxError(problem)
 

@@ -38,3 +38,13 @@ def test_loading_is_bounded_by_the_declared_pixels(method, shape):
     seconds, memory = bounds.budget(w * h)
     assert result["seconds"] <= 3 * seconds
     assert result["extra"] <= memory
+
+
+@pytest.mark.parametrize("method", list(layout.COMPRESSION_NAMES), ids=layout.COMPRESSION_NAMES.get)
+def test_a_one_pixel_wide_image_costs_no_more_than_3_bytes_a_pixel_beyond_itself(method):
+    # Without the 64 MB allowance, which hides it below tens of megapixels:
+    # Pillow keeps 8 bytes a row for every image, so a second image over the
+    # decoded plane cost 8 bytes a pixel at 1 x N.
+    pixels = 4_000_000
+    result = bounds.measure(method, 1, pixels)
+    assert result["extra"] <= 3 * pixels + (16 << 20)

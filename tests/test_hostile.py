@@ -394,6 +394,22 @@ def test_unknown_ancillary_chunks_are_checked_but_never_kept():
     assert peak < 8 << 20
 
 
+def test_a_flood_of_unknown_chunks_costs_no_memory():
+    # Each unknown type is listed once, and only the first few types.
+    many = [(b"zz" + bytes([65 + i // 26, 65 + i % 26]), b"") for i in range(200)]
+    kmc = layout.read(io.BytesIO(kmc_file(xz(bytes(64)), before=many + many)), index=False)
+    assert kmc.skipped == [t for t, _ in many[: layout.MAX_SKIPPED_TYPES]]
+
+
+def test_stored_index_data_longer_than_the_plane_is_refused_before_it_is_read():
+    head = kmc_file(b"\0" * 64, compression=layout.STORED, k=2)
+    head = head[: head.index(b"KEND") - 4]
+    fp = io.BytesIO(head + layout.chunk(b"KIDX", bytes(8 << 20)) + layout.chunk(b"KEND", b""))
+    with pytest.raises(OSError, match="holds more data than the header declares"):
+        Image.open(fp).load()
+    assert fp.tell() < len(head) + 100  # the long chunk's data was never read
+
+
 def test_truncated_load_never_glues_a_later_chunk_onto_the_index_data(monkeypatch):
     # Item 7: a cut inside a chunk after KIDX glued its bytes onto the index stream.
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)

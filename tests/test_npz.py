@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import time
 import zipfile
 
@@ -230,6 +231,36 @@ def test_the_npz_opener_decides_from_a_bounded_look(first):
     with pytest.raises(UnidentifiedImageError):
         Image.open(fp)
     assert fp.read_bytes < 70_000
+
+
+def zip64_hiding(entries: int) -> bytes:
+    """A valid .npz whose classic end record says 3 members, behind a ZIP64 record of more."""
+    good = npz_bytes(**valid())
+    start = zipfile.ZipFile(io.BytesIO(good)).start_dir
+    directory = good[start : good.rfind(b"PK\x05\x06")]
+    extra = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, *[0] * 6)
+    directory += (extra + b"x") * (entries - 3)
+    record = struct.pack(
+        "<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, len(directory), start
+    )
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, start + len(directory), 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 3, 3, 1000, 0xFFFFFFFF, 0)
+    return good[:start] + directory + record + locator + end
+
+
+def test_a_zip64_record_cannot_hide_a_large_directory_from_the_bounded_look(monkeypatch):
+    # zipfile takes the ZIP64 record's counts over the classic record's; every
+    # reader of the layout looks at both before zipfile parses anything.
+    data = zip64_hiding(20_000)
+    fp = CountingReader(data)
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(fp)
+    assert fp.read_bytes < 70_000
+    monkeypatch.setattr(zipfile, "ZipFile", None)  # never reached
+    with pytest.raises(npz.NotNpzLayout, match="20000 members"):
+        npz.read(io.BytesIO(data))
+    with pytest.raises(npz.NotNpzLayout, match="20000 members"):
+        npz.read_header(io.BytesIO(data))
 
 
 def test_the_npz_opener_turns_away_a_large_zip_quickly():
