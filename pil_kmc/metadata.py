@@ -207,11 +207,14 @@ RESERVED_KEYWORDS = frozenset(
 _TIFF_HEADERS = (b"II*\0", b"MM\0*")
 
 
-def from_chunks(chunks: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+def from_chunks(
+    chunks: list[tuple[bytes, bytes]], text: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Pillow ``info`` entries from section 6a chunks, checking every rule of 6a.
 
     Unknown chunk types are skipped; a malformed or repeated chunk raises
-    :class:`FormatError` (section 9, duty 9).
+    :class:`FormatError` (section 9, duty 9). ``text``, if given, is
+    :func:`text_of` these chunks, already decoded (so it is not decoded twice).
     """
     info: dict[str, Any] = {}
     seen = set()
@@ -236,10 +239,29 @@ def from_chunks(chunks: list[tuple[bytes, bytes]]) -> dict[str, Any]:
             if not (x and y):
                 raise FormatError("pHYs chunk must give at least 1 pixel per metre")
             info["dpi"] = (x * _INCH, y * _INCH)
-    for keyword, value in text_of(chunks).items():
+    for keyword, value in (text_of(chunks) if text is None else text).items():
         if keyword not in RESERVED_KEYWORDS:
             info[keyword] = value
     return info
+
+
+def check_after(before: list[tuple[bytes, bytes]], after: list[tuple[bytes, bytes]]) -> None:
+    """Section 9: the 6a chunks after the index data obey 6a's rules, counting those before.
+
+    ``before`` were checked when the file was opened; only their types and
+    text keywords are looked at again, so their data is not decoded twice.
+    """
+    if not after:
+        return
+    from_chunks(after)
+    once = {kind for kind, _ in before if kind in _ONCE}
+    keywords = {data[: data.find(b"\0")] for kind, data in before if kind == TEXT}
+    for kind, data in after:
+        if kind in once:
+            raise FormatError(f"duplicate {kind.decode()} chunk")
+        if kind == TEXT and data[: data.find(b"\0")] in keywords:
+            key = data[: data.find(b"\0")].decode()
+            raise FormatError(f"tEXt keyword {key!r} appears twice")
 
 
 def text_of(chunks: list[tuple[bytes, bytes]]) -> dict[str, str]:

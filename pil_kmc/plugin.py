@@ -43,13 +43,13 @@ class KmcImageFile(ImageFile.ImageFile):
         transparency = None
         if self._mode == "P":
             self.palette, transparency = _palette(header.channels, kmc.palette)
-        self.info.update(metadata.from_chunks(kmc.ancillary))
+        #: Every tEXt entry, also those whose keyword names another ``info`` key.
+        self.text = metadata.text_of(kmc.ancillary)
+        self.info.update(metadata.from_chunks(kmc.ancillary, self.text))
         # The alpha is the palette's: a tEXt keyword may not pose as it.
         self.info.pop("transparency", None)
         if transparency is not None:
             self.info["transparency"] = transparency
-        #: Every tEXt entry, also those whose keyword names another ``info`` key.
-        self.text = metadata.text_of(kmc.ancillary)
         self._decoded = _Handover()
         self.tile = [
             ImageFile._Tile(FORMAT, (0, 0, *self._size), kmc.index_offset, (kmc, self._decoded))
@@ -77,7 +77,7 @@ class KmcImageFile(ImageFile.ImageFile):
             raise RuntimeError("verify must be called directly after open")
         self.fp.seek(self._kmc.index_offset)
         tail = self._kmc.read_index(self.fp)
-        metadata.from_chunks(self._kmc.ancillary + tail.ancillary)
+        metadata.check_after(self._kmc.ancillary, tail.ancillary)
         super().verify()
 
 
@@ -177,7 +177,7 @@ class KmcDecoder(_Incremental):
         header = kmc.header
         tail = kmc.read_index(fp, partial=partial)
         # Section 6a chunks after the index data obey the same rules (section 9).
-        metadata.from_chunks(kmc.ancillary + tail.ancillary)
+        metadata.check_after(kmc.ancillary, tail.ancillary)
         indices = codec.decode(tail.stream, header, partial=tail.truncated)
         if header.channels <= layout.GRAY_ALPHA:  # opened as L or LA: look colours up
             table = np.frombuffer(kmc.palette, np.uint8).reshape(header.k, header.channels)

@@ -394,6 +394,20 @@ def test_unknown_ancillary_chunks_are_checked_but_never_kept():
     assert peak < 8 << 20
 
 
+def test_metadata_is_decoded_once():
+    # Text went into info, into im.text and, at load, through the 6a checks
+    # again: over four times its size at the peak.
+    text = [(b"tEXt", b"k%d\0" % i + bytes((1 << 20) - 8)) for i in range(16)]
+    data = kmc_file(b"\0" * 64, compression=layout.STORED, k=2, before=text)
+    tracemalloc.start()
+    try:
+        Image.open(io.BytesIO(data)).load()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * (16 << 20)
+
+
 def test_a_flood_of_unknown_chunks_costs_no_memory():
     # Each unknown type is listed once, and only the first few types.
     many = [(b"zz" + bytes([65 + i // 26, 65 + i % 26]), b"") for i in range(200)]
