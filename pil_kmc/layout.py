@@ -415,6 +415,8 @@ def read(fp: IO[bytes], *, index: bool = True, partial: bool = False) -> KmcFile
                     f"{header.k * header.channels}"
                 )
             palette = chunks.data(length, chunk_type)
+        elif chunk_type == KEND:
+            raise FormatError("missing KIDX chunk: KEND comes before any index data")
         elif is_critical(chunk_type):
             raise FormatError(_misplaced(chunk_type))
         else:

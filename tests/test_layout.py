@@ -140,6 +140,8 @@ def test_unknown_ancillary_chunks_are_skipped_and_critical_ones_refused():
         (lambda c: c[:3] + [(b"KEND", b"x")], "KEND chunk must be empty"),
         (lambda c: [c[0], c[1], c[2], (b"aaaa", b""), c[2], c[3]], "misplaced or duplicate KIDX"),
         (lambda c: [c[0], (b"KHDR", b"\0"), c[1], c[2], c[3]], "misplaced or duplicate KHDR"),
+        (lambda c: [c[0], c[1], c[3]], "missing KIDX chunk"),
+        (lambda c: [c[0], c[1], (b"kIDX", c[2][1]), c[3]], "missing KIDX chunk"),
     ],
 )
 def test_structural_errors_are_reported(edit, message):
