@@ -312,7 +312,9 @@ def _xz_sequential(data: bytes, size: int, partial: bool) -> bytes:
     return b"".join(parts)
 
 
-def decompress(data: bytes, method: int, size: int, *, partial: bool = False) -> bytes:
+def decompress(
+    data: bytes | bytearray, method: int, size: int, *, partial: bool = False
+) -> bytes | bytearray:
     """Decompress exactly ``size`` bytes, never producing more than ``size + 1``.
 
     Raises :class:`FormatError` if the stream is corrupt, ends early, holds
@@ -377,7 +379,7 @@ def encode(indices: np.ndarray, header: Header) -> bytes:
     return compress(pack_rows(indices, header.bit_depth), header.compression)
 
 
-def decode(stream: bytes, header: Header, *, partial: bool = False) -> np.ndarray:
+def decode(stream: bytes | bytearray, header: Header, *, partial: bool = False) -> np.ndarray:
     """The index plane of an index stream; checks that every index is below k.
 
     With ``partial``, missing rows at the end are filled with index 0.

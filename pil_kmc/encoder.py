@@ -26,6 +26,7 @@ _COMPRESSIONS = {name: method for method, name in layout.COMPRESSION_NAMES.items
 _METADATA_KEYS = ("icc_profile", "exif", "xmp", "dpi", "text")
 # Save options of Pillow's other plugins (as of Pillow 13), which a save ignores and never takes
 # for a misspelling of ours, however close (AVIF's speed= and our seed=).
+# fmt: off
 _OTHER_FORMATS = frozenset(
     (
         "advanced", "allow_mixed", "alpha_premultiplied", "alpha_quality", "append",
@@ -39,9 +40,10 @@ _OTHER_FORMATS = frozenset(
         "progressive", "qtables", "quality_layers", "quality_mode", "range", "resolution",
         "restart_marker_blocks", "restart_marker_rows", "save_all", "signed", "smooth", "speed",
         "streamtype", "strip_size", "subsampling", "tile_cols", "tile_offset", "tile_rows",
-        "tile_size", "version"
+        "tile_size", "version",
     )
 )
+# fmt: on
 
 
 def quality_to_mse(quality: float) -> float:
@@ -116,6 +118,9 @@ class SaveOptions:
     compression: str | None = None  # None: the smallest of the default candidates
     optimize: bool = False
     chunks: tuple[tuple[bytes, bytes], ...] = ()
+    # The colour space of the image's own ICC profile, when chunks[0] is that
+    # profile: the encoder leaves it out if the stored pixels are of another.
+    own_profile_space: bytes | None = None
     # As the PNG plugin takes it: the save parameter, else info["transparency"];
     # None also falls back on the image's own info when the image is quantized,
     # unless the save parameter itself was None (no transparency).
@@ -131,7 +136,7 @@ _OPTION_NAMES = (
     *(
         f
         for f in SaveOptions.__dataclass_fields__
-        if f not in ("chunks", "transparency", "transparency_given")
+        if f not in ("chunks", "own_profile_space", "transparency", "transparency_given")
     ),
     "colors",  # Pillow's quantize() name for clusters
 )
@@ -218,14 +223,8 @@ def _psnr(value: Any) -> tuple[float, float] | None:
     return _pair("psnr", value, lambda n: (0, n), "PSNR in dB", 100)
 
 
-def save_options(
-    params: Mapping[str, Any], info: Mapping[str, Any] | None = None, mode: str | None = None
-) -> SaveOptions:
+def save_options(params: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> SaveOptions:
     """Validate Pillow ``encoderinfo`` (and metadata from ``info``) into :class:`SaveOptions`.
-
-    ``mode``, the image's, lets an ICC profile from ``info`` that describes
-    another colour space than the stored one be left out (see
-    :func:`pil_kmc.metadata.to_chunks`).
 
     Unknown keys are ignored, as Pillow's plugins ignore other formats'
     options, except near-misses of ours (``cluster=16``) that are no other
@@ -278,20 +277,14 @@ def save_options(
         dither=_dither(params.get("dither", d.dither)),
         compression=compression,
         optimize=optimize,
-        chunks=tuple(metadata.to_chunks(params, info or {}, _icc_space(mode))),
+        chunks=tuple(metadata.to_chunks(params, info or {})),
+        own_profile_space=None
+        if "icc_profile" in params
+        else metadata.profile_space((info or {}).get("icc_profile")),
         transparency=_transparency(transparency),
         transparency_given=transparency_given,
         palette=_given_palette(params.get("palette")),
     )
-
-
-def _icc_space(mode: str | None) -> bytes | None:
-    """The ICC colour space of what a save of a ``mode`` image stores, or None if unknown."""
-    if mode is None:
-        return None
-    from .pixels import GRAY_MODES
-
-    return b"GRAY" if mode in GRAY_MODES else b"RGB "
 
 
 def _given_palette(value: Any) -> Any:
@@ -381,4 +374,8 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
         coded.bit_depth,
         compression=coded.method,
     )
-    return layout.build(header, coded.palette.tobytes(), coded.stream, list(options.chunks))
+    chunks = list(options.chunks)
+    stored_space = b"GRAY" if channels <= layout.GRAY_ALPHA else b"RGB "
+    if options.own_profile_space not in (None, stored_space):
+        chunks = chunks[1:]  # the image's own profile, of other pixels than these
+    return layout.build(header, coded.palette.tobytes(), coded.stream, chunks)

@@ -354,8 +354,8 @@ class _Chunks:
                         raise FormatError(
                             "the stored index stream holds more data than the header declares"
                         )
-                    # One growing buffer, not a list of parts joined at the end:
-                    # neither many chunks nor one long one cost twice the data.
+                    # One growing buffer, not a list of parts joined at the end,
+                    # so that index data in many chunks is not held twice.
                     stream += self.data(length, chunk_type, got=got)
                 elif chunk_type == KEND:
                     if length:

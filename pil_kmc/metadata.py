@@ -23,8 +23,8 @@ section 10's bounds): a save parameter that would make one raises
 :class:`ValueError`, and a value taken from the image's ``info`` is dropped
 with a warning, so that a re-save of another format's image still works.
 An ICC profile from ``info`` whose colour space is not the stored one (a
-CMYK or Lab profile on pixels that are stored as RGB) is dropped too, as
-WebP's plugin drops it when it converts CMYK.
+CMYK or Lab profile on pixels that are stored as RGB) is left out without
+one: it describes pixels that are not stored (see :func:`profile_space`).
 """
 
 from __future__ import annotations
@@ -53,19 +53,16 @@ _NOT_TEXT = frozenset(
 MAX_ICC_BYTES = 16 << 20
 
 
-def to_chunks(
-    params: Mapping[str, Any], info: Mapping[str, Any], colour_space: bytes | None = None
-) -> list[tuple[bytes, bytes]]:
+def to_chunks(params: Mapping[str, Any], info: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
     """Ancillary chunks for save ``params``; ICC profile and text default to the image's ``info``.
 
     Raises :class:`ValueError` for a save parameter of the wrong kind, or one
     that a reader would reject (section 6a) or that passes section 10's
     bounds. An ``info`` value of the wrong kind (say a text chunk of another
     format named ``dpi``) is dropped instead, as it is not the caller's
-    argument; so is one a reader would reject, with a warning. With
-    ``colour_space`` (an ICC colour space signature, ``b"RGB "`` or
-    ``b"GRAY"``: the stored pixels'), an ``info`` profile of another space
-    is dropped.
+    argument; so is one a reader would reject, with a warning. An ``iCCP``
+    chunk from ``info`` comes first, so that the encoder can leave it out if
+    it describes other pixels than those stored (:func:`profile_space`).
     """
     chunks = []
     # The ICC profile defaults to the image's own (a real one: a tEXt chunk could
@@ -75,11 +72,8 @@ def to_chunks(
             if params[key]:
                 chunks.append(make(params[key]))
         elif key == "icc_profile" and isinstance(info.get(key), bytes) and info[key]:
-            profile = info[key]
-            if colour_space is not None and _profile_space(profile) not in (None, colour_space):
-                continue  # describes other pixels than the stored ones
             try:
-                chunks.append(make(profile))
+                chunks.append(make(info[key]))
             except ValueError as e:
                 _dropped(key, e)
     if "text" in params:
@@ -90,6 +84,7 @@ def to_chunks(
     else:
         text, given = info_text(info), False
     keywords = set()
+    count, size = len(chunks), sum(len(data) for _, data in chunks)
     for key, value in text.items():
         keyword = _utf8_bytes("text keyword", str(key))
         if not 1 <= len(keyword) <= 79 or b"\0" in keyword:
@@ -98,17 +93,19 @@ def to_chunks(
             raise ValueError(f"text keyword {key!r} given twice")
         keywords.add(keyword)
         try:
-            chunks.append(_text(keyword, value))
+            chunk = _text(keyword, value)
+            count, size = count + 1, size + len(chunk[1])
+            if count > MAX_ANCILLARY_CHUNKS or size > MAX_ANCILLARY_BYTES:
+                raise ValueError(
+                    f"a file holds at most {MAX_ANCILLARY_CHUNKS} metadata chunks and "
+                    f"{MAX_ANCILLARY_BYTES} bytes of them"
+                )
         except ValueError as e:
             if given:
                 raise
             _dropped(key, e)
-    if len(chunks) > MAX_ANCILLARY_CHUNKS:
-        raise ValueError(
-            f"{len(chunks)} metadata chunks; a file holds at most {MAX_ANCILLARY_CHUNKS}"
-        )
-    if sum(len(data) for _, data in chunks) > MAX_ANCILLARY_BYTES:
-        raise ValueError(f"metadata over {MAX_ANCILLARY_BYTES} bytes in all")
+            continue
+        chunks.append(chunk)
     return chunks
 
 
@@ -116,9 +113,10 @@ def _dropped(key: str, reason: ValueError) -> None:
     warnings.warn(f"info[{key!r}] not written to the KMC file: {reason}", stacklevel=6)
 
 
-def _profile_space(profile: bytes) -> bytes | None:
-    """The data colour space of an ICC profile (header bytes 16-19), or None if it has no header."""
-    if len(profile) < 128 or profile[36:40] != b"acsp":
+def profile_space(profile: Any) -> bytes | None:
+    """The data colour space of an ICC profile (header bytes 16-19: ``b"RGB "``,
+    ``b"GRAY"``, ``b"CMYK"``...), or None for anything without a profile's header."""
+    if not isinstance(profile, bytes) or len(profile) < 128 or profile[36:40] != b"acsp":
         return None
     return profile[16:20]
 

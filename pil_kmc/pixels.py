@@ -54,8 +54,6 @@ _MODES = {
 }
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 SUPPORTED_MODES = (*_MODES, "P", *SIXTEEN_BIT)
-#: Modes stored in a gray colour model (G or GA).
-GRAY_MODES = ("1", "L", "LA", "La", *SIXTEEN_BIT)
 # Tells to_array to take the transparency from the image's info.
 FROM_INFO: Any = object()
 _SCALE_ADVICE = (

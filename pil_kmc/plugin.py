@@ -192,7 +192,7 @@ class KmcDecoder(_Incremental):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    options = encoder.save_options(im.encoderinfo, im.info, im.mode)
+    options = encoder.save_options(im.encoderinfo, im.info)
     fp.write(encoder.encode(im, options))
 
 
@@ -211,8 +211,6 @@ def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 def _accept_npz(prefix: bytes) -> bool:
     # Any zip archive; _open then takes a bounded look for the three arrays.
     return prefix.startswith(b"PK\x03\x04")
-
-
 
 
 class KmcNpzImageFile(ImageFile.ImageFile):
@@ -265,7 +263,7 @@ class KmcNpzDecoder(_Incremental):
 def _save_npz(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from . import coding, npz
 
-    options = encoder.save_options(im.encoderinfo, im.info, im.mode)
+    options = encoder.save_options(im.encoderinfo, im.info)
     result, _ = encoder.quantize_image(im, options)
     # The palette order a default .kmc save stores (optimize= and compression=
     # choose .kmc coding only), so that both files agree.

@@ -232,11 +232,12 @@ def dithered(pixels: np.ndarray, palette: np.ndarray, strength: float = 1.0) -> 
 
     Serpentine error diffusion with the error scaled by ``strength`` (0 to 1,
     pngquant's ``--floyd``), in compiled code and integer arithmetic, so the
-    same on every machine. With alpha, fully transparent pixels take the
-    first fully transparent entry and pass no error on, and every other
-    pixel takes the nearest entry that is not fully transparent, so that
-    dithering never changes which pixels are invisible (where the palette
-    has no entry of the kind, the nearest of all).
+    same on every machine. With alpha, dithering never changes which pixels
+    are fully transparent: fully transparent pixels take the first fully
+    transparent entry, pixels whose own colour is nearest a fully
+    transparent entry take it (as without dithering), and the others the
+    entry nearest their dithered colour that is not fully transparent. The
+    invisible ones pass no error on.
     """
     from . import _kmc
 

@@ -23,6 +23,9 @@ _END = b"PK\x05\x06"
 # ZIP64: a locator (20 bytes) just before that record points to a record
 # (56 bytes) whose 64-bit counts zipfile then uses.
 _LOCATOR64, _END64 = b"PK\x06\x07", b"PK\x06\x06"
+# zipfile looks for the end record in the last 64 KiB + 22 bytes (the
+# longest comment after it); the ZIP64 locator and record may lie before that.
+_END_WINDOW, _ZIP64_BEFORE = (1 << 16) + 22, 76
 _MAX_DIRECTORY = 1 << 16
 
 
@@ -48,15 +51,18 @@ def npz_problem(fp: IO[bytes]) -> str | None:
 def directory_problem(fp: IO[bytes]) -> str | None:
     """Why a zip archive's central directory cannot be the ``.npz`` layout's, or None.
 
-    Reads at most the last 64 KiB: the end of central directory record, and
-    the ZIP64 record before it if there is one, whose counts :mod:`zipfile`
-    then takes. Three members and a directory of at most 64 KiB pass.
+    Reads at most the last 64 KiB and a little: the end of central directory
+    record (in the last 64 KiB + 22 bytes, where :mod:`zipfile` looks for
+    it), and the ZIP64 locator and record just before it if there are, whose
+    counts zipfile then takes. Three members and a directory of at most 64
+    KiB pass.
     """
     size = fp.seek(0, 2)
-    tail_length = min(size, 22 + 65535)
+    window = min(size, _END_WINDOW)
+    tail_length = min(size, _END_WINDOW + _ZIP64_BEFORE)
     fp.seek(size - tail_length)
     tail = fp.read(tail_length)
-    at = tail.rfind(_END)
+    at = tail.rfind(_END, len(tail) - window)
     if at < 0 or len(tail) < at + 22:
         return "not a zip archive (no end of central directory)"
     entries, directory = struct.unpack_from("<HI", tail, at + 10)
@@ -71,5 +77,3 @@ def directory_problem(fp: IO[bytes]) -> str | None:
         return f"not the k-means .npz layout ({entries} members)"
     fp.seek(0)
     return None
-
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
@@ -105,6 +106,14 @@ def test_text_from_info_that_no_chunk_can_hold_is_dropped_with_a_warning():
         out = round_trip(im)
     out.load()
     assert "Comment" not in out.info and out.info["Title"] == "kept"
+
+
+def test_text_from_info_past_the_files_bounds_is_dropped_with_a_warning():
+    im = Image.new("L", (2, 2))
+    im.info.update({f"k{i}": "v" for i in range(layout.MAX_ANCILLARY_CHUNKS + 10)})
+    with pytest.warns(UserWarning, match="at most 4096 metadata chunks"):
+        out = round_trip(im)
+    assert len(out.text) == layout.MAX_ANCILLARY_CHUNKS
 
 
 def _profile(space: bytes) -> bytes:
@@ -229,3 +238,13 @@ def test_valid_exif_xmp_and_text_pass():
         ]
     )
     assert info == {"exif": b"Exif\0\0II*\0" + bytes(4), "xmp": "<é/>".encode(), "clé": "valeur"}
+
+
+def test_the_profile_follows_the_stored_colour_model_not_the_images_mode():
+    # An L image remapped to an RGB palette is stored as RGB.
+    im = Image.new("L", (2, 2), 100)
+    palette = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+    im.info["icc_profile"] = _profile(b"RGB ")
+    assert round_trip(im, palette=palette).info["icc_profile"] == _profile(b"RGB ")
+    im.info["icc_profile"] = _profile(b"GRAY")
+    assert "icc_profile" not in round_trip(im, palette=palette).info

@@ -233,8 +233,11 @@ def test_the_npz_opener_decides_from_a_bounded_look(first):
     assert fp.read_bytes < 70_000
 
 
-def zip64_hiding(entries: int) -> bytes:
-    """A valid .npz whose classic end record says 3 members, behind a ZIP64 record of more."""
+def zip64_hiding(entries: int, comment: int = 0) -> bytes:
+    """A valid .npz whose classic end record says 3 members, behind a ZIP64 record of more.
+
+    ``comment`` bytes of archive comment follow the end record.
+    """
     good = npz_bytes(**valid())
     start = zipfile.ZipFile(io.BytesIO(good)).start_dir
     directory = good[start : good.rfind(b"PK\x05\x06")]
@@ -244,14 +247,17 @@ def zip64_hiding(entries: int) -> bytes:
         "<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, len(directory), start
     )
     locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, start + len(directory), 1)
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 3, 3, 1000, 0xFFFFFFFF, 0)
-    return good[:start] + directory + record + locator + end
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 3, 3, 1000, 0xFFFFFFFF, comment)
+    return good[:start] + directory + record + locator + end + b"c" * comment
 
 
-def test_a_zip64_record_cannot_hide_a_large_directory_from_the_bounded_look(monkeypatch):
+# The longest comment a zip allows puts the ZIP64 locator before the last 64 KiB + 22 bytes.
+@pytest.mark.parametrize("comment", [0, 65_535])
+def test_a_zip64_record_cannot_hide_a_large_directory_from_the_bounded_look(monkeypatch, comment):
     # zipfile takes the ZIP64 record's counts over the classic record's; every
     # reader of the layout looks at both before zipfile parses anything.
-    data = zip64_hiding(20_000)
+    data = zip64_hiding(20_000, comment)
+    assert len(zipfile.ZipFile(io.BytesIO(data)).infolist()) == 20_000
     fp = CountingReader(data)
     with pytest.raises(UnidentifiedImageError):
         Image.open(fp)

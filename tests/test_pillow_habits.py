@@ -256,14 +256,18 @@ def test_transparency_on_save_is_honoured_as_png_does(mode, value):
         assert np.array_equal(rgba(kmc), rgba(png))
 
 
-@pytest.mark.parametrize("mode", ["P", "L"])
-def test_transparency_none_on_save_drops_the_images_own_as_png_does(mode):
+def test_transparency_none_on_save_drops_the_images_own_as_png_does():
     im = palette_image(INDICES, PALETTE)
-    im = im.convert(mode)
     im.info["transparency"] = 1
     kmc, png = through(im, "KMC", transparency=None), through(im, "PNG", transparency=None)
     assert "transparency" not in kmc.info and "transparency" not in png.info
     assert np.array_equal(rgba(kmc), rgba(png))
+    # a gray image: its own transparency makes it GA, None keeps it G
+    gray = im.convert("L")
+    gray.info["transparency"] = int(np.asarray(gray)[0, 0])
+    assert through(gray, "KMC").mode == "LA"
+    assert through(gray, "KMC", transparency=None).mode == "L"
+    assert "transparency" not in through(gray, "PNG", transparency=None).info
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])

@@ -8,11 +8,21 @@ def _rounded(e: int) -> int:
     return q if e >= 0 else -q
 
 
+def _nearest(want: list, palette: list, entries) -> int:
+    """The entry nearest ``want`` among ``entries``, ties to the lower index."""
+    return min(
+        entries,
+        key=lambda j: (sum((w - p) ** 2 for w, p in zip(want, palette[j], strict=True)), j),
+    )
+
+
 def dither(pixels: list, width: int, height: int, channels: int, palette: list, strength: int):
     """Indices (rows of ints) of ``pixels`` (rows of channel tuples) into ``palette``."""
     alpha = channels in (2, 4)
     clear = [j for j, entry in enumerate(palette) if alpha and entry[-1] == 0]
-    visible = [j for j, entry in enumerate(palette) if not alpha or entry[-1] > 0]
+    visible = [j for j, entry in enumerate(palette) if alpha and entry[-1] > 0]
+    both = bool(clear and visible)
+    every = range(len(palette))
     here = [[0] * channels for _ in range(width + 2)]
     out = [[0] * width for _ in range(height)]
     for y in range(height):
@@ -22,27 +32,20 @@ def dither(pixels: list, width: int, height: int, channels: int, palette: list, 
         for i in range(width):
             x = i if ltr else width - 1 - i
             px = pixels[y][x]
-            transparent = alpha and px[-1] == 0
             e = here[x + 1]
-            want = [
-                px[c] if transparent else min(255, max(0, px[c] + _rounded(e[c])))
-                for c in range(channels)
-            ]
-            # a transparent pixel takes the first transparent entry; a visible one the
-            # nearest visible entry (all entries where the palette has none of the kind)
-            if transparent and clear:
-                best = clear[0]
-            else:
-                best = min(
-                    visible if not transparent and visible else range(len(palette)),
-                    key=lambda j: (
-                        sum((want[c] - palette[j][c]) ** 2 for c in range(channels)),
-                        j,
-                    ),
-                )
-            out[y][x] = best
-            if transparent:
+            want = [min(255, max(0, px[c] + _rounded(e[c]))) for c in range(channels)]
+            if alpha and px[-1] == 0:  # invisible: the first transparent entry, no error
+                out[y][x] = clear[0] if clear else _nearest(list(px), palette, every)
                 continue
+            if both:
+                best = _nearest(list(px), palette, every)
+                if palette[best][-1] == 0:  # as good as invisible, as without dithering
+                    out[y][x] = best
+                    continue
+                best = _nearest(want, palette, visible)
+            else:
+                best = _nearest(want, palette, every)
+            out[y][x] = best
             for c in range(channels):
                 q = (want[c] - palette[best][c]) * strength
                 here[x + 1 + step][c] += 7 * q
