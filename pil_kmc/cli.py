@@ -34,6 +34,7 @@ import stat
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -268,7 +269,10 @@ class EncodeJob:
 
 @dataclass(frozen=True)
 class Encoded:
-    """What a worker sends back: a status, a message, and the file's bytes on success."""
+    """What a worker sends back: a status, a message, and the file's bytes on success.
+
+    On success the message holds notes (one a line): warnings of the save.
+    """
 
     status: int
     message: str
@@ -276,32 +280,37 @@ class Encoded:
     size_in: int = 0
 
 
-_METADATA = ("icc_profile", "exif", "xmp", "dpi")
+# What a save keeps only when passed; the ICC profile and text it takes from the image's info.
+_METADATA = ("exif", "xmp", "dpi")
 
 
-def _metadata_params(im: Image.Image, strip: bool) -> dict:
-    """Metadata to store: the input's own, or with ``--strip`` none but the ICC profile.
+def _metadata_params(im: Image.Image, strip: bool) -> tuple[dict, list[str]]:
+    """Metadata to pass to the save, and notes on what could not be kept.
 
-    Passed explicitly, so that the command line keeps metadata whatever the
-    save defaults. The ICC profile stays even with ``--strip``: the colours
-    mean something else without it.
+    EXIF, XMP and DPI are passed explicitly, as a save keeps them only then;
+    the ICC profile and text come from the image's ``info``, where the save
+    drops what it cannot store (a profile of another colour space, text over
+    a chunk's size) with a warning rather than failing. With ``--strip``,
+    none but the ICC profile: the colours mean something else without it.
     """
     if strip:
-        return {"exif": None, "xmp": None, "dpi": None, "text": {}}
-    params = {key: im.info[key] for key in _METADATA if im.info.get(key)}
-    dpi = params.get("dpi")
-    if dpi and not all(isinstance(v, (int, float)) and v > 0 for v in dpi):
-        del params["dpi"]  # a zero or malformed resolution is no resolution
-    text = {  # PNG's tEXt, zTXt and iTXt, where the .kmc tEXt rules allow them
-        str(key): str(value)
-        for key, value in (getattr(im, "text", None) or {}).items()
-        if 1 <= len(str(key).encode()) <= 79
-        and "\0" not in str(key)
-        and key not in (*_METADATA, "transparency", "XML:com.adobe.xmp")
-    }
-    if text:
-        params["text"] = text
-    return params
+        return {"exif": None, "xmp": None, "dpi": None, "text": {}}, []
+    from . import metadata
+
+    params, notes = {}, []
+    for key in _METADATA:
+        value = im.info.get(key)
+        if not value:
+            continue
+        if key == "dpi" and not all(isinstance(v, (int, float)) and v > 0 for v in value):
+            continue  # a zero or malformed resolution is no resolution
+        try:
+            metadata.to_chunks({key: value}, {})
+        except ValueError as e:
+            notes.append(f"{key} not kept: {e}")
+            continue
+        params[key] = value
+    return params, notes
 
 
 def encode_one(job: EncodeJob, data: bytes | None = None) -> Encoded:
@@ -309,35 +318,10 @@ def encode_one(job: EncodeJob, data: bytes | None = None) -> Encoded:
 
     ``data`` is the input's bytes when the caller read them (--scheduler).
     """
-    from .encoder import QualityNotReached
-
     try:
-        data = read_input(job.src) if data is None else data
-        im = open_image(job.src, data)
-        # MPO's further frames (a camera's previews, stereo views) are no animation.
-        frames = getattr(im, "n_frames", 1) if im.format != "MPO" else 1
-        if frames > 1 and not job.first_frame:
-            raise CliError(
-                USAGE,
-                f"{job.src}: has {frames} frames and a .kmc file holds one image "
-                "(--first-frame keeps the first)",
-            )
-        if job.strip:
-            from PIL import ImageOps
-
-            im = ImageOps.exif_transpose(im)  # the orientation goes: apply it to the pixels
-        params = {**_metadata_params(im, job.strip), **job.params}
-        buffer = io.BytesIO()
-        try:
-            im.save(buffer, "KMC", **params)
-        except QualityNotReached as e:
-            raise CliError(QUALITY, f"{job.src}: {e}") from None
-        out = buffer.getvalue()
-        if job.skip_if_larger and len(out) > len(data):
-            raise CliError(
-                LARGER, f"{job.src}: skipped, {len(out):,} bytes would be larger than the input"
-            )
-        return Encoded(OK, "", out, len(data))
+        with warnings.catch_warnings(record=True) as caught:  # one line each, with the name
+            warnings.simplefilter("always")
+            return _encode_one(job, data, caught)
     except CliError as e:
         return Encoded(e.status, str(e))
     except ValueError as e:
@@ -346,6 +330,48 @@ def encode_one(job: EncodeJob, data: bytes | None = None) -> Encoded:
         return Encoded(FAILED, f"{job.src}: out of memory")
     except Exception as e:  # one line per file, whatever went wrong
         return Encoded(FAILED, f"{job.src}: {type(e).__name__}: {_clean(str(e), job.src)}")
+
+
+def _encode_one(job: EncodeJob, data: bytes | None, caught: list) -> Encoded:
+    """:func:`encode_one`'s work; ``caught`` collects the warnings, reported as notes."""
+    from .encoder import QualityNotReached
+
+    data = read_input(job.src) if data is None else data
+    im = open_image(job.src, data)
+    # MPO's further frames (a camera's previews, stereo views) are no animation.
+    frames = getattr(im, "n_frames", 1) if im.format != "MPO" else 1
+    if frames > 1 and not job.first_frame:
+        raise CliError(
+            USAGE,
+            f"{job.src}: has {frames} frames and a .kmc file holds one image "
+            "(--first-frame keeps the first)",
+        )
+    if job.strip:
+        from PIL import ImageOps
+
+        im = ImageOps.exif_transpose(im)  # the orientation goes: apply it to the pixels
+    kept, notes = _metadata_params(im, job.strip)
+    params = {**kept, **job.params}
+    buffer = io.BytesIO()
+    try:
+        im.save(buffer, "KMC", **params)
+    except QualityNotReached as e:
+        raise CliError(QUALITY, f"{job.src}: {e}") from None
+    except OSError as e:
+        if "cannot write mode" in str(e):  # 32-bit I and F: no fixed range
+            raise CliError(
+                FAILED,
+                f"{job.src}: {im.mode} images have no fixed range; "
+                "scale them to 8 or 16 bits first",
+            ) from None
+        raise
+    notes += [str(w.message) for w in caught]
+    out = buffer.getvalue()
+    if job.skip_if_larger and len(out) > len(data):
+        raise CliError(
+            LARGER, f"{job.src}: skipped, {len(out):,} bytes would be larger than the input"
+        )
+    return Encoded(OK, "\n".join(f"{job.src}: {note}" for note in notes), out, len(data))
 
 
 def _range(text: str, what: str, single) -> tuple[float, float]:
@@ -436,6 +462,8 @@ def plan_jobs(args: argparse.Namespace, params: dict) -> list[EncodeJob]:
     overwrite any input, or when two differ only in letter case (one file on
     case-insensitive file systems, so refused everywhere).
     """
+    if args.output == "":
+        raise CliError(USAGE, "-o needs a file name (or - for standard output)")
     if len(args.inputs) > 1 and args.output:
         raise CliError(USAGE, "-o names one output; use --ext with several inputs")
     if "-" in args.inputs and len(args.inputs) > 1:
@@ -599,6 +627,8 @@ class _Batch:
             self.fail(job, e.status, str(e))
             return
         self.statuses[self.order[id(job)]] = OK
+        for note in filter(None, result.message.splitlines()):  # what was not kept, say
+            self.say(f"kmc: {note}")
         self.written += 1
         self.completed += 1
         self.bytes_in += result.size_in
@@ -844,7 +874,7 @@ def _text_chunks(data: bytes) -> dict[str, str]:
 
 def _save_arguments(im: Image.Image, fmt: str, text: dict[str, str]) -> dict:
     """ICC profile, EXIF (orientation included), XMP and DPI in each format's own words."""
-    kwargs = {key: im.info[key] for key in _METADATA if im.info.get(key)}
+    kwargs = {key: im.info[key] for key in ("icc_profile", *_METADATA) if im.info.get(key)}
     if fmt == "PNG":  # Pillow writes XMP and text into PNG only through pnginfo
         from PIL import PngImagePlugin
 
@@ -1206,21 +1236,73 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Options and file names in any order, as pngquant takes them (``kmc encode *.png -k 16``)."""
+    """Options and file names in any order, as pngquant takes them (``kmc encode *.png -k 16``).
+
+    As in pngquant: ``--`` ends the options, so that the words after it are
+    file names even if they start with a dash; ``--ext`` and ``-o`` take the
+    next word whatever it starts with; ``--floyd`` takes a strength only as
+    ``--floyd=F``.
+    """
     p = parser()
     if argv and argv[0] in p.commands:
         rest = list(argv[1:])
-        # pngquant's --ext takes the next word even when it starts with a dash.
+        names: list[str] = []
+        if "--" in rest:  # argparse mixes up -- and intermixed names: keep them apart
+            names = rest[rest.index("--") + 1 :]
+            rest = rest[: rest.index("--")]
         for i in range(len(rest) - 2, -1, -1):
-            if rest[i] == "--ext" and rest[i + 1].startswith("-"):
-                rest[i : i + 2] = [f"--ext={rest[i + 1]}"]
-        return p.commands[argv[0]].parse_intermixed_args(rest)
+            option, word = rest[i], rest[i + 1]
+            if option == "--ext" and word.startswith("-"):
+                rest[i : i + 2] = [f"--ext={word}"]
+            elif option in ("-o", "--output") and word.startswith("-") and word != "-":
+                rest[i : i + 2] = [f"--output={word}"]
+        rest = ["--floyd=1" if word == "--floyd" else word for word in rest]
+        # The names after -- stand in as words argparse cannot take for options.
+        stand_ins = {f"\0{i}": name for i, name in enumerate(names)}
+        args = p.commands[argv[0]].parse_intermixed_args(rest + list(stand_ins))
+        for key, value in vars(args).items():
+            if isinstance(value, list):
+                setattr(args, key, [stand_ins.get(v, v) for v in value])
+            elif isinstance(value, str) and value in stand_ins:
+                setattr(args, key, stand_ins[value])
+        return args
     return p.parse_args(argv)  # --help, --version and mistakes
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"kmc: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def entry() -> NoReturn:
+    """The ``kmc`` command: :func:`main`, then exit with its status.
+
+    After a signal, the outputs are done or removed and the workers stopped,
+    so it exits at once: joining the process pool's threads at interpreter
+    exit could wait forever on a worker that died halfway through sending a
+    result (a signal to the whole process group kills the workers too).
+    """
+    status = main()
+    if _Interrupts.pending is not None:
+        for s in _SIGNALS:  # a second Ctrl-C must not print a traceback now
+            signal.signal(s, signal.SIG_IGN)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def main(argv: list[str] | None = None) -> int:
     import pil_kmc  # noqa: F401  (registers the formats in worker processes too)
 
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _main(argv: list[str] | None) -> int:
     with _handling_signals():
         try:
             args = parse(sys.argv[1:] if argv is None else argv)

@@ -107,7 +107,8 @@ def _read(index: int, source: ImageSource) -> tuple[str, bytes | None, Outcome |
     try:
         return name, Path(source).read_bytes(), None
     except OSError as e:
-        return name, None, Outcome(index, name, "unreadable", f"{name}: cannot read ({e})")
+        reason = e.strerror or str(e)  # the OS's words, without the path again
+        return name, None, Outcome(index, name, "unreadable", f"{name}: cannot read: {reason}")
 
 
 def _open(name: str, data: bytes) -> Image.Image:
@@ -133,7 +134,7 @@ def histogram_task(index: int, name: str, data: bytes) -> Partial:
         im = _open(name, data)
         return Partial(image_histogram(im))
     except (*_OPEN_ERRORS, Image.DecompressionBombError) as e:
-        failure = Outcome(index, name, "unreadable", f"{name}: cannot read image ({e})")
+        failure = Outcome(index, name, "unreadable", f"{name}: cannot read image: {e}")
         return Partial(None, (failure,))
 
 
@@ -283,7 +284,7 @@ def encode_task(
     try:
         im = _open(name, data)
     except (*_OPEN_ERRORS, Image.DecompressionBombError) as e:
-        return Outcome(index, name, "unreadable", f"{name}: cannot read image ({e})")
+        return Outcome(index, name, "unreadable", f"{name}: cannot read image: {e}")
     buffer = io.BytesIO()
     try:
         im.save(buffer, "KMC", **params)

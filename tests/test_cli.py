@@ -423,3 +423,73 @@ def test_floyd_sets_the_dithering_strength_as_pngquant(tmp_path):
     with pytest.raises(SystemExit) as refused:
         cli.main(["encode", str(src), "--floyd=2", "-o", str(tmp_path / "x.kmc")])
     assert refused.value.code == 2
+
+
+def test_names_after_a_double_dash_may_start_with_a_dash_as_in_pngquant(photo, monkeypatch):
+    monkeypatch.chdir(photo.parent)
+    (photo.parent / "-photo.png").write_bytes(photo.read_bytes())
+    assert cli.main(["encode", "-k", "4", "--", "-photo.png"]) == cli.OK
+    assert cli.main(["encode", "-f", "-k", "4", "--", "photo.png", "-photo.png"]) == cli.OK
+    assert Image.open("-photo.kmc").format == Image.open("photo.kmc").format == "KMC"
+    assert cli.main(["encode", "photo.png", "-k", "4", "-o", "-out.kmc"]) == cli.OK
+    assert Image.open("-out.kmc").format == "KMC"
+    assert cli.main(["info", "--", "-out.kmc"]) == cli.OK
+    assert cli.main(["decode", "--", "-out.kmc", "-out.png"]) == cli.OK
+    assert Image.open("-out.png").format == "PNG"
+
+
+def test_floyd_alone_is_full_strength_and_takes_no_file_name(photo, tmp_path):
+    out = tmp_path / "floyd.kmc"
+    assert cli.main(["encode", "--floyd", str(photo), "-k", "4", "-o", str(out)]) == cli.OK
+    dither = tmp_path / "dither.kmc"
+    assert cli.main(["encode", str(photo), "--dither", "-k", "4", "-o", str(dither)]) == cli.OK
+    assert out.read_bytes() == dither.read_bytes()
+
+
+def test_an_empty_output_name_is_refused_not_ignored(photo, capsys):
+    assert cli.main(["encode", str(photo), "-o", ""]) == cli.USAGE
+    assert "-o needs a file name" in one_line_error(capsys.readouterr().err)
+    assert not photo.with_suffix(".kmc").exists()
+
+
+def test_what_a_save_cannot_keep_is_one_line_and_the_file_is_written(tmp_path, capsys):
+    # A PNG's 600 kB of Latin-1 text is 1.2 MB as UTF-8, past a tEXt chunk's 1 MiB.
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "\xe9" * 600_000)
+    info.add_text("Title", "kept")
+    src = tmp_path / "text.png"
+    Image.new("RGB", (8, 8), "teal").save(src, pnginfo=info)
+    assert cli.main(["encode", str(src), "-k", "4"]) == cli.OK
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"kmc: {src}: info['Comment'] not written")
+    with Image.open(src.with_suffix(".kmc")) as kmc:
+        assert kmc.info["Title"] == "kept" and "Comment" not in kmc.info
+
+
+def test_a_cmyk_profile_does_not_follow_the_pixels_into_rgb(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "print.jpg"
+    cmyk_profile = srgb[:16] + b"CMYK" + srgb[20:]
+    Image.new("CMYK", (8, 8), (0, 200, 200, 0)).save(src, icc_profile=cmyk_profile)
+    assert cli.main(["encode", str(src), "-k", "4"]) == cli.OK
+    assert "icc_profile" not in Image.open(src.with_suffix(".kmc")).info
+
+
+def test_images_without_a_fixed_range_are_one_plain_line(tmp_path, capsys):
+    src = tmp_path / "float.tif"
+    Image.new("F", (4, 4), 0.5).save(src)
+    assert cli.main(["encode", str(src)]) == cli.FAILED
+    assert one_line_error(capsys.readouterr().err) == (
+        f"kmc: {src}: F images have no fixed range; scale them to 8 or 16 bits first"
+    )
+
+
+def test_a_decompression_bomb_warning_is_one_line_naming_the_file(photo, monkeypatch, capsys):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # the photo has 2,000
+    assert cli.main(["encode", str(photo), "-k", "4"]) == cli.OK
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"kmc: {photo}: Image size (2000 pixels) exceeds limit")
