@@ -688,7 +688,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     workers = min(args.jobs or cores or 1, len(todo))
     client = None
     if args.map or args.shared_palette or args.scheduler:  # many images: see below
-        client, todo = palette_params(args, params, todo, batch, workers)
+        client, todo = palette_params(args, params, jobs, todo, batch, workers)
     try:
         if client is not None:
             run_on_cluster(client, todo, batch.done)
@@ -725,13 +725,21 @@ def add_many_options(e: argparse.ArgumentParser) -> None:
 
 
 def palette_params(
-    args: argparse.Namespace, params: dict, todo: list[EncodeJob], batch: _Batch, workers: int
+    args: argparse.Namespace,
+    params: dict,
+    jobs: list[EncodeJob],
+    todo: list[EncodeJob],
+    batch: _Batch,
+    workers: int,
 ) -> tuple[Client | None, list[EncodeJob]]:
     """Put the --map or --shared-palette palette into ``params`` (which the jobs share).
 
-    Connects to --scheduler if given. Inputs that a shared palette cannot
-    read are reported to ``batch`` and left out. Returns the client (or
-    None) and the jobs left to encode.
+    Connects to --scheduler if given. A shared palette comes from every
+    input, ``jobs``, also those whose output exists and is kept, so that the
+    same command gives the same palette whatever is already written. Inputs
+    it cannot read are reported to ``batch`` (unless reported already) and
+    left out. Returns the client (or None) and the jobs of ``todo`` left to
+    encode.
     """
     shared = args.shared_palette
     if (args.quality or args.psnr) and (args.map or shared):
@@ -752,12 +760,13 @@ def palette_params(
         return client, todo
     from . import distributed
 
+    waiting = {id(job) for job in todo}
     try:
-        part = distributed.merged_histogram([job.src for job in todo], client, workers)
-        failed = {f.index: f.message for f in part.failures}
+        part = distributed.merged_histogram([job.src for job in jobs], client, workers)
+        failed = {id(jobs[f.index]): f.message for f in part.failures}
         if part.histogram is None:
-            for i, job in enumerate(todo):
-                batch.fail(job, UNREADABLE, failed[i])
+            for job in todo:
+                batch.fail(job, UNREADABLE, failed[id(job)])
             return client, []
         make, options = distributed.palette_from_histogram, {"seed": args.seed}
         options["colorspace"] = args.colorspace or "rgb"
@@ -770,10 +779,10 @@ def palette_params(
         if client is not None:
             client.close()
         raise
-    for i, job in enumerate(todo):
-        if i in failed:
-            batch.fail(job, UNREADABLE, failed[i])
-    return client, [job for i, job in enumerate(todo) if i not in failed]
+    for job in todo:
+        if id(job) in failed and id(job) in waiting:
+            batch.fail(job, UNREADABLE, failed[id(job)])
+    return client, [job for job in todo if id(job) not in failed]
 
 
 def _connect(address: str) -> Client:

@@ -102,8 +102,13 @@ def _name(source: Any, index: int) -> str:
 def _read(index: int, source: ImageSource) -> tuple[str, bytes | None, Outcome | None]:
     """The bytes of one input, read on the client; an Outcome instead if that fails."""
     name = _name(source, index)
-    if isinstance(source, bytes):
-        return name, source, None
+    if isinstance(source, (bytes, bytearray)):
+        return name, bytes(source), None
+    if not isinstance(source, (str, os.PathLike)):  # an Image would travel to every worker
+        raise ValueError(
+            f"inputs are paths or encoded bytes, not {type(source).__name__} "
+            "(pil_kmc.shared_palette takes Pillow images)"
+        )
     try:
         return name, Path(source).read_bytes(), None
     except OSError as e:
@@ -112,11 +117,14 @@ def _read(index: int, source: ImageSource) -> tuple[str, bytes | None, Outcome |
 
 
 def _open(name: str, data: bytes) -> Image.Image:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     import pil_kmc  # noqa: F401  (registers the formats in a worker process)
 
-    im = Image.open(io.BytesIO(data))
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:  # its message names the BytesIO, not the file
+        raise OSError("not an image file that Pillow can read") from None
     im.load()
     return im
 

@@ -226,5 +226,8 @@ def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
         return vq(x, p, check_finite=False)[0]
     from scipy.spatial import cKDTree
 
+    # The tree may answer with any of equal entries: it gets each distinct entry
+    # once, standing for its first index, so that ties go to the lower index.
+    distinct, first = np.unique(p, axis=0, return_index=True)
     # In this thread, like the products: the second core is the index coder's.
-    return cKDTree(p).query(x, workers=1)[1]
+    return first[cKDTree(distinct).query(x, workers=1)[1]]

@@ -92,16 +92,28 @@ def _open(source: ImageSource) -> Image.Image:
         return source
     import io
 
-    im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(bytes(source))
+    elif not isinstance(source, (str, os.PathLike)):
+        raise ValueError(f"an image must be a Pillow image, a path or bytes, not {source!r:.40}")
+    im = Image.open(source)
     im.load()
     return im
 
 
 def image_histogram(source: ImageSource) -> ColourHistogram:
     """The colour histogram of one image (a Pillow image, a path or encoded bytes)."""
-    array, channels = pixels.to_array(_open(source))
+    im = _open(source)
+    if im.width == 0 or im.height == 0:
+        raise ValueError("an empty image has no colours")
+    array, channels = pixels.to_array(im)
     hist = quantize.histogram(array)
     return ColourHistogram(channels, hist.unique, hist.counts)
+
+
+# shared_palette merges the histograms this many at a time, so that memory
+# follows the merged histogram, not the number of images.
+_MERGE_EVERY = 8
 
 
 def merge_histograms(histograms: Iterable[ColourHistogram]) -> ColourHistogram:
@@ -199,7 +211,14 @@ def shared_palette(
         for path in paths:
             Image.open(path).save(path + ".kmc", palette=palette)
     """
-    hist = merge_histograms(image_histogram(source) for source in images)
+    if isinstance(images, (str, bytes, bytearray, os.PathLike, Image.Image)):
+        raise ValueError("shared_palette takes a collection of images, not one image")
+    total: list[ColourHistogram] = []
+    for source in images:
+        total.append(image_histogram(source))
+        if len(total) > _MERGE_EVERY:  # order and grouping do not change the merge
+            total = [merge_histograms(total)]
+    hist = merge_histograms(total)
     return palette_from_histogram(
         hist, clusters, seed=seed, max_iter=max_iter, tol=tol, colorspace=colorspace
     )
@@ -217,8 +236,14 @@ def as_palette(value: Any) -> np.ndarray:
     """
     if isinstance(value, Image.Image) and value.mode == "P":
         return _frozen(_p_palette(value))
+    kpal = _kpal(value)
+    if kpal is not None:  # an opened gray .kmc (L or LA): its KPAL, not its colours
+        return _frozen(kpal)
     if isinstance(value, Image.Image):
-        array, channels = pixels.to_array(value)
+        try:
+            array, channels = pixels.to_array(value)
+        except OSError as e:  # a mode no palette can come from (I, F)
+            raise ValueError(f"palette image: {e}") from None
         colours = array.reshape(-1, channels)
         if len(colours) == 0:
             raise ValueError("palette image is empty: a palette needs 1 to 256 colours")
@@ -274,6 +299,19 @@ def _p_palette(im: Image.Image) -> np.ndarray:
     palette = pixels.own_palette(im).copy()
     if _has_alpha(palette.shape[1]):
         palette[palette[:, -1] == 0] = 0
+    return palette
+
+
+def _kpal(value: Any) -> np.ndarray | None:
+    """The ``KPAL`` of an opened ``.kmc`` file, (k, C) uint8, or None for anything else."""
+    from .plugin import KmcImageFile
+
+    if not isinstance(value, KmcImageFile):
+        return None
+    header = value._kmc.header
+    palette = np.frombuffer(value._kmc.palette, np.uint8).reshape(header.k, header.channels)
+    if _has_alpha(header.channels):  # as a save reads it: invisible entries zeroed
+        palette = np.where(palette[:, -1:] == 0, 0, palette)
     return palette
 
 

@@ -55,6 +55,17 @@ def test_shared_palette_gives_every_output_the_palette_of_the_python_api(collect
         assert out.read_bytes() == buffer.getvalue()
 
 
+def test_a_shared_palette_does_not_depend_on_which_outputs_exist(collection, capsys):
+    # The same command gives the same palette: kept outputs still count.
+    names = [str(p) for p in collection]
+    assert cli.main(["encode", *names, "--shared-palette", "-k", "16"]) == cli.OK
+    first = {p: p.with_suffix(".kmc").read_bytes() for p in collection}
+    collection[1].with_suffix(".kmc").unlink()
+    assert cli.main(["encode", *names, "--shared-palette", "-k", "16"]) == cli.EXISTS
+    assert {p: p.with_suffix(".kmc").read_bytes() for p in collection} == first
+    capsys.readouterr()
+
+
 def test_shared_palette_with_two_processes_writes_the_same_bytes(collection, tmp_path):
     names = [str(p) for p in collection]
     assert cli.main(["encode", *names, "--shared-palette", "-k", "16", "-j", "1"]) == cli.OK

@@ -290,3 +290,55 @@ def test_the_npz_layout_takes_a_palette_too():
     from pil_kmc import npz
 
     assert np.array_equal(npz.read(buffer).palette, palette)
+
+
+def test_an_opened_gray_kmc_gives_its_kpal_in_order_unused_entries_included(tmp_path):
+    levels = np.array([[0], [85], [170], [255]], np.uint8)
+    gray = Image.fromarray(np.zeros((2, 3), np.uint8), "L")
+    first = save(gray, palette=levels)  # only entry 0 is used
+    with Image.open(io.BytesIO(first)) as kmc:
+        assert kmc.mode == "L"
+        assert palettes.as_palette(kmc).tolist() == levels.tolist()
+        again = save(Image.fromarray(np.full((1, 1), 250, np.uint8), "L"), palette=kmc)
+    assert stored(again)[1].tolist() == [[3]]  # 250 goes to 255, not to the only used 0
+
+
+def test_shared_palette_refuses_what_is_not_a_collection_of_images(tmp_path):
+    with pytest.raises(ValueError, match="not one image"):
+        palettes.shared_palette(str(tmp_path / "a.png"))
+    with pytest.raises(ValueError, match="a Pillow image, a path or bytes"):
+        palettes.shared_palette([5])
+    with pytest.raises(ValueError, match="empty image"):
+        palettes.shared_palette([Image.new("RGB", (0, 0))])
+
+
+def test_a_palette_image_of_a_mode_without_a_fixed_range_is_a_value_error():
+    with pytest.raises(ValueError, match="palette image: cannot write mode I"):
+        palettes.as_palette(Image.new("I", (2, 2)))
+
+
+def test_shared_palette_merges_as_it_goes_to_the_same_palette():
+    # Merged a few histograms at a time: the same palette as one merge of all.
+    images = [Image.fromarray(photo(16, 16) // (i + 1)) for i in range(20)]
+    whole = palettes.merge_histograms(palettes.image_histogram(im) for im in images)
+    assert np.array_equal(
+        palettes.shared_palette(images, 16), palettes.palette_from_histogram(whole, 16)
+    )
+
+
+def test_ties_go_to_the_lower_index_in_oklab_with_many_entries_too():
+    # Above VQ_UP_TO entries a k-d tree ranks Oklab colours; it may answer
+    # with either of two equal entries.
+    rng = np.random.default_rng(12)
+    half = rng.integers(0, 256, (100, 3), dtype=np.uint8)
+    palette = np.vstack([half, half])  # every entry twice
+    im = Image.fromarray(half[rng.integers(0, 100, (40, 40))])
+    _, indices = stored(save(im, palette=palette, colorspace="oklab"))
+    assert indices.max() < 100
+
+
+def test_distributed_inputs_are_paths_or_bytes():
+    from pil_kmc import distributed
+
+    with pytest.raises(ValueError, match="paths or encoded bytes"):
+        distributed.merged_histogram([Image.new("RGB", (2, 2))])
