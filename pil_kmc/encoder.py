@@ -376,6 +376,7 @@ def encode(im: Image.Image, options: SaveOptions) -> bytes:
     )
     chunks = list(options.chunks)
     stored_space = b"GRAY" if channels <= layout.GRAY_ALPHA else b"RGB "
-    if options.own_profile_space not in (None, stored_space):
+    mismatched = options.own_profile_space not in (None, stored_space)
+    if mismatched and chunks and chunks[0][0] == metadata.ICCP:
         chunks = chunks[1:]  # the image's own profile, of other pixels than these
     return layout.build(header, coded.palette.tobytes(), coded.stream, chunks)

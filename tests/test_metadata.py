@@ -248,3 +248,12 @@ def test_the_profile_follows_the_stored_colour_model_not_the_images_mode():
     assert round_trip(im, palette=palette).info["icc_profile"] == _profile(b"RGB ")
     im.info["icc_profile"] = _profile(b"GRAY")
     assert "icc_profile" not in round_trip(im, palette=palette).info
+
+
+def test_an_info_profile_too_large_to_store_takes_no_other_chunk_with_it():
+    im = Image.new("RGB", (2, 2))
+    im.info["icc_profile"] = _profile(b"CMYK") + bytes(metadata.MAX_ICC_BYTES)
+    im.info["Title"] = "kept"
+    with pytest.warns(UserWarning, match="icc_profile"):
+        out = round_trip(im)
+    assert out.info["Title"] == "kept" and "icc_profile" not in out.info
