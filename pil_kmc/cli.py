@@ -319,6 +319,10 @@ def encode_one(job: EncodeJob, data: bytes | None = None) -> Encoded:
     ``data`` is the input's bytes when the caller read them (--scheduler).
     """
     try:
+        if threading.current_thread() is not threading.main_thread():
+            # catch_warnings changes the whole process's settings: not in the
+            # threads a Dask worker runs tasks in (their warnings go to its log).
+            return _encode_one(job, data, [])
         with warnings.catch_warnings(record=True) as caught:  # one line each, with the name
             warnings.simplefilter("always")
             return _encode_one(job, data, caught)
@@ -1254,21 +1258,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
     """
     p = parser()
     if argv and argv[0] in p.commands:
+        command = p.commands[argv[0]]
         rest = list(argv[1:])
-        names: list[str] = []
-        if "--" in rest:  # argparse mixes up -- and intermixed names: keep them apart
-            names = rest[rest.index("--") + 1 :]
-            rest = rest[: rest.index("--")]
-        for i in range(len(rest) - 2, -1, -1):
+        for i in range(len(rest) - 2, -1, -1):  # before --: they take even that
             option, word = rest[i], rest[i + 1]
             if option == "--ext" and word.startswith("-"):
                 rest[i : i + 2] = [f"--ext={word}"]
             elif option in ("-o", "--output") and word.startswith("-") and word != "-":
                 rest[i : i + 2] = [f"--output={word}"]
+        names: list[str] = []
+        if "--" in rest:  # argparse mixes up -- and intermixed names: keep them apart
+            names = rest[rest.index("--") + 1 :]
+            rest = rest[: rest.index("--")]
+            action = command._option_string_actions.get(rest[-1]) if rest else None
+            if action is not None and action.nargs != 0 and "--floyd" not in rest[-1:]:
+                command.error(f"{rest[-1]} needs a value before --")
         rest = ["--floyd=1" if word == "--floyd" else word for word in rest]
         # The names after -- stand in as words argparse cannot take for options.
         stand_ins = {f"\0{i}": name for i, name in enumerate(names)}
-        args = p.commands[argv[0]].parse_intermixed_args(rest + list(stand_ins))
+        args = command.parse_intermixed_args(rest + list(stand_ins))
         for key, value in vars(args).items():
             if isinstance(value, list):
                 setattr(args, key, [stand_ins.get(v, v) for v in value])
@@ -1290,6 +1298,7 @@ def entry() -> NoReturn:
     exit could wait forever on a worker that died halfway through sending a
     result (a signal to the whole process group kills the workers too).
     """
+    warnings.showwarning = _one_line_warning  # the command's own: one line each
     status = main()
     if _Interrupts.pending is not None:
         for s in _SIGNALS:  # a second Ctrl-C must not print a traceback now
@@ -1304,14 +1313,6 @@ def entry() -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     import pil_kmc  # noqa: F401  (registers the formats in worker processes too)
 
-    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
-    try:
-        return _main(argv)
-    finally:
-        warnings.showwarning = shown
-
-
-def _main(argv: list[str] | None) -> int:
     with _handling_signals():
         try:
             args = parse(sys.argv[1:] if argv is None else argv)

@@ -226,8 +226,10 @@ def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
         return vq(x, p, check_finite=False)[0]
     from scipy.spatial import cKDTree
 
-    # The tree may answer with any of equal entries: it gets each distinct entry
-    # once, standing for its first index, so that ties go to the lower index.
+    # The tree may answer with any of several equal entries: it gets each distinct
+    # entry once, standing for its first index, so that a tie between equal
+    # entries goes to the lower index (one between different entries at the same
+    # distance, rare in float Oklab, still goes either way).
     distinct, first = np.unique(p, axis=0, return_index=True)
     # In this thread, like the products: the second core is the index coder's.
     return first[cKDTree(distinct).query(x, workers=1)[1]]

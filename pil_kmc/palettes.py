@@ -95,7 +95,9 @@ def _open(source: ImageSource) -> Image.Image:
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(bytes(source))
     elif not isinstance(source, (str, os.PathLike)):
-        raise ValueError(f"an image must be a Pillow image, a path or bytes, not {source!r:.40}")
+        raise ValueError(
+            f"an image must be a Pillow image, a path or bytes, not {type(source).__name__}"
+        )
     im = Image.open(source)
     im.load()
     return im

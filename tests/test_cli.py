@@ -493,3 +493,33 @@ def test_a_decompression_bomb_warning_is_one_line_naming_the_file(photo, monkeyp
     assert cli.main(["encode", str(photo), "-k", "4"]) == cli.OK
     line = one_line_error(capsys.readouterr().err)
     assert line.startswith(f"kmc: {photo}: Image size (2000 pixels) exceeds limit")
+
+
+def test_an_option_left_without_its_value_before_a_double_dash_is_a_usage_error(photo, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["encode", str(photo), "-k", "--", str(photo)])
+    assert e.value.code == cli.USAGE
+    assert "-k needs a value before --" in capsys.readouterr().err
+
+
+def test_encoding_in_a_thread_leaves_the_processs_warning_settings_alone(photo, monkeypatch):
+    # A Dask worker runs tasks in threads: catch_warnings there would change
+    # the settings that every other thread sees, and overlapping ones mix up
+    # their notes.
+    import threading
+    import warnings
+
+    callers, original = [], warnings.catch_warnings
+
+    def catch_warnings(*args, **kwargs):
+        callers.append(threading.current_thread())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cli.warnings, "catch_warnings", catch_warnings, raising=True)
+    job = cli.EncodeJob(str(photo), str(photo.with_suffix(".kmc")), {"clusters": 4})
+    results = []
+    thread = threading.Thread(target=lambda: results.append(cli.encode_one(job)))
+    thread.start()
+    thread.join()
+    assert results[0].status == cli.OK and thread not in callers
+    assert cli.encode_one(job).status == cli.OK and callers == [threading.main_thread()]
