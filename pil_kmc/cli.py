@@ -764,7 +764,6 @@ def palette_params(
         return client, todo
     from . import distributed
 
-    waiting = {id(job) for job in todo}
     try:
         part = distributed.merged_histogram([job.src for job in jobs], client, workers)
         failed = {id(jobs[f.index]): f.message for f in part.failures}
@@ -784,7 +783,7 @@ def palette_params(
             client.close()
         raise
     for job in todo:
-        if id(job) in failed and id(job) in waiting:
+        if id(job) in failed:
             batch.fail(job, UNREADABLE, failed[id(job)])
     return client, [job for job in todo if id(job) not in failed]
 
@@ -1271,7 +1270,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
             names = rest[rest.index("--") + 1 :]
             rest = rest[: rest.index("--")]
             action = command._option_string_actions.get(rest[-1]) if rest else None
-            if action is not None and action.nargs != 0 and "--floyd" not in rest[-1:]:
+            if action is not None and action.nargs != 0 and rest[-1] != "--floyd":
                 command.error(f"{rest[-1]} needs a value before --")
         rest = ["--floyd=1" if word == "--floyd" else word for word in rest]
         # The names after -- stand in as words argparse cannot take for options.

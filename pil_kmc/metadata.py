@@ -253,13 +253,13 @@ def check_after(before: list[tuple[bytes, bytes]], after: list[tuple[bytes, byte
         return
     from_chunks(after)
     once = {kind for kind, _ in before if kind in _ONCE}
-    keywords = {data[: data.find(b"\0")] for kind, data in before if kind == TEXT}
+    keywords = {data.partition(b"\0")[0] for kind, data in before if kind == TEXT}
     for kind, data in after:
         if kind in once:
             raise FormatError(f"duplicate {kind.decode()} chunk")
-        if kind == TEXT and data[: data.find(b"\0")] in keywords:
-            key = data[: data.find(b"\0")].decode()
-            raise FormatError(f"tEXt keyword {key!r} appears twice")
+        keyword = data.partition(b"\0")[0] if kind == TEXT else None
+        if keyword in keywords:
+            raise FormatError(f"tEXt keyword {keyword.decode()!r} appears twice")
 
 
 def text_of(chunks: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -236,11 +236,8 @@ def as_palette(value: Any) -> np.ndarray:
     another Pillow image (its distinct colours, in its storage colour model).
     Raises :class:`ValueError` for anything else.
     """
-    if isinstance(value, Image.Image) and value.mode == "P":
-        return _frozen(_p_palette(value))
-    kpal = _kpal(value)
-    if kpal is not None:  # an opened gray .kmc (L or LA): its KPAL, not its colours
-        return _frozen(kpal)
+    if isinstance(value, Image.Image) and (value.mode == "P" or _kpal(value) is not None):
+        return _frozen(_p_palette(value))  # an opened gray .kmc too: its KPAL, not its colours
     if isinstance(value, Image.Image):
         try:
             array, channels = pixels.to_array(value)
@@ -291,30 +288,28 @@ def as_palette(value: Any) -> np.ndarray:
 
 
 def _p_palette(im: Image.Image) -> np.ndarray:
-    """A P image's palette, every entry in its order (an opened ``.kmc``: its ``KPAL``).
+    """A P image's palette, every entry in its order (an opened ``.kmc``, gray too: its ``KPAL``).
 
     As a save reads it (:func:`pil_kmc.pixels.own_palette`), fully
     transparent entries zeroed as a save zeroes such pixels.
     """
     if im.width == 0 or im.height == 0:
         raise ValueError("palette image is empty: a palette needs 1 to 256 colours")
-    palette = pixels.own_palette(im).copy()
+    kpal = _kpal(im)
+    palette = (pixels.own_palette(im) if kpal is None else kpal).copy()
     if _has_alpha(palette.shape[1]):
         palette[palette[:, -1] == 0] = 0
     return palette
 
 
 def _kpal(value: Any) -> np.ndarray | None:
-    """The ``KPAL`` of an opened ``.kmc`` file, (k, C) uint8, or None for anything else."""
+    """The ``KPAL`` of an opened ``.kmc`` file, (k, C) uint8 (read-only), else None."""
     from .plugin import KmcImageFile
 
     if not isinstance(value, KmcImageFile):
         return None
     header = value._kmc.header
-    palette = np.frombuffer(value._kmc.palette, np.uint8).reshape(header.k, header.channels)
-    if _has_alpha(header.channels):  # as a save reads it: invisible entries zeroed
-        palette = np.where(palette[:, -1:] == 0, 0, palette)
-    return palette
+    return np.frombuffer(value._kmc.palette, np.uint8).reshape(header.k, header.channels)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
