@@ -6,7 +6,7 @@ reason. Everything is there after
 
     python3 -m pip install ".[bench]"      # scikit-image, scikit-learn, matplotlib, mahotas
     sudo apt-get install --no-install-recommends \\
-        plasma-workspace-wallpapers mate-backgrounds opencv-doc
+        plasma-workspace-wallpapers mate-backgrounds opencv-doc adwaita-icon-theme
 
 Photographs larger than ``MAX_SIDE`` on a side are resized (Lanczos) to fit in
 ``MAX_SIDE`` x ``MAX_SIDE``, so every photograph is 0.1-0.6 MP; the 9.4 MP case
@@ -216,6 +216,47 @@ CATALOGUE: list[Entry] = [
         "mpl-data/sample_data/Minduka_Present_Blue_Pack.png",
         "pip: matplotlib",
         "RGBA",
+    ),  # Alpha that is neither 0 nor 255 over much of the image: soft edges,
+    # shadows and translucent fills, where the error seen depends on alpha.
+    _deb(
+        "opencv_logo",
+        "logo, anti-aliased edges (RGBA)",
+        _OPENCV.format("opencv-logo.png"),
+        "opencv-doc",
+        kind="graphic",
+        mode="RGBA",
+    ),
+    _deb(
+        "headphones",
+        "icon with soft shadow (RGBA)",
+        "/usr/share/icons/Adwaita/512x512/devices/audio-headphones.png",
+        "adwaita-icon-theme",
+        kind="graphic",
+        mode="RGBA",
+    ),
+    _deb(
+        "avatar",
+        "icon, flat shapes (RGBA)",
+        "/usr/share/icons/Adwaita/512x512/status/avatar-default.png",
+        "adwaita-icon-theme",
+        kind="graphic",
+        mode="RGBA",
+    ),
+    _deb(
+        "gulp",
+        "translucent gradients (RGBA)",
+        "/usr/share/backgrounds/mate/abstract/Gulp.png",
+        "mate-backgrounds",
+        kind="graphic",
+        mode="RGBA",
+    ),
+    _deb(
+        "spring",
+        "translucent shapes over clear (RGBA)",
+        "/usr/share/backgrounds/mate/abstract/Spring.png",
+        "mate-backgrounds",
+        kind="graphic",
+        mode="RGBA",
     ),
 ]
 

@@ -130,8 +130,8 @@ def model(im: Image.Image, like: Image.Image | None = None) -> np.ndarray:
     mode = {"L": "L", "LA": "LA", "RGBA": "RGBA"}.get((like or im).mode, "RGB")
     a = np.asarray(im.convert(mode), dtype=np.float64)
     a = a.reshape(-1, 1 if a.ndim == 2 else a.shape[2])
-    if mode in ("LA", "RGBA"):  # the colour under alpha 0 is not seen (pil_kmc stores 0)
-        a[a[:, -1] == 0] = 0
+    if mode in ("LA", "RGBA"):  # as seen: premultiplied by alpha (bench/run.py's seen())
+        a[:, :-1] *= a[:, -1:] / 255
     return a
 
 
@@ -189,9 +189,7 @@ def best(f, n: int = REPEATS) -> float:
     return min(times)
 
 
-def quality(
-    pictures, ks, work: Path, peers: dict, log: Path | None, seeds: int = 1
-) -> list[dict]:
+def quality(pictures, ks, work: Path, peers: dict, log: Path | None, seeds: int = 1) -> list[dict]:
     rows = []
     for name, im in pictures:
         src = work / "src.png"

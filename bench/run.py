@@ -10,7 +10,7 @@
     python3 bench/run.py --images kite big --encoders pil_kmc pngquant-s4 --k 256
 
 The corpus (``bench/corpus.py``) is 25 colour photographs (people and skin,
-sky, landscapes, food, texture, night), 3 gray photographs and 3 RGBA
+sky, landscapes, food, texture, night), 3 gray photographs and 8 RGBA
 graphics, each at most 768 pixels a side, plus the astronaut resampled to
 3072 x 3072 (9.4 MP); an image whose package is not installed is skipped.
 
@@ -153,18 +153,20 @@ def run(cmd: list[str]) -> dict:
 
 def load_as(path: Path, mode: str) -> np.ndarray:
     with Image.open(path) as im:
-        return visible(np.asarray(im.convert(mode), dtype=np.float64))
+        return seen(np.asarray(im.convert(mode), dtype=np.float64))
 
 
-def visible(a: np.ndarray) -> np.ndarray:
-    """Pixels as seen: the colour of a fully transparent pixel is set to 0.
+def seen(a: np.ndarray) -> np.ndarray:
+    """Pixels as seen: with alpha, each colour channel premultiplied by alpha.
 
-    Encoders may store any colour under alpha 0; counting it would make PSNR
-    measure a colour nobody sees.
+    That is the colour composited over black, and alpha as it is: the error
+    of a faint pixel counts as much as a viewer can see of it, and the
+    colour of a fully transparent pixel (which encoders may store as they
+    like) not at all. pngquant weighs colours by alpha the same way.
     """
     if a.ndim == 3 and a.shape[2] in (2, 4):
         a = a.copy()
-        a[a[..., -1] == 0, :-1] = 0
+        a[..., :-1] *= a[..., -1:] / 255
     return a
 
 
@@ -307,7 +309,7 @@ def bench_image(name, im, ks, table, workdir, rows):
     mode = model_mode(im)
     src = workdir / f"{name.split()[0]}.png"
     im.save(src)
-    ref = visible(np.asarray(im.convert(mode), dtype=np.float64))
+    ref = seen(np.asarray(im.convert(mode), dtype=np.float64))
     pixels = im.width * im.height
     big = pixels > BIG_PIXELS
     kind = corpus.kind_of(name)

@@ -4,7 +4,7 @@
  * the classic weights 7, 3, 5, 1 (sixteenths) scaled by `strength` (0 to
  * 256 for 0 to 1), errors kept in integers (1/4096 of a level) so that every
  * machine gives the same indices. The nearest entry is by squared distance,
- * ties to the lower index.
+ * with alpha between colours as seen (premultiplied), ties to the lower index.
  *
  * With alpha (the last channel), dithering never changes which pixels are
  * fully transparent, when the palette has entries of both kinds: a fully
@@ -25,17 +25,27 @@ static int clamp255(int32_t v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
 /* An error in 1/4096 levels, rounded to whole levels, halves away from zero. */
 static int32_t rounded(int32_t e) { return (e + (e < 0 ? -2048 : 2048)) / 4096; }
 
-/* The entry nearest `want`, among all entries or (`visible_only`) those with alpha > 0. */
+/* The entry nearest `want`, among all entries or (`visible_only`) those with alpha > 0.
+ * With alpha, colours are compared as seen: each colour channel times alpha,
+ * and alpha times 255 (pil_kmc.exact.as_seen, the plain lookup's measure). */
 static int nearest(const int *want, const uint8_t *palette, int k, int channels,
                    int visible_only) {
+    const int alpha = channels == 2 || channels == 4;
+    const int colour = alpha ? channels - 1 : channels;
+    const int64_t wa = alpha ? want[channels - 1] : 1;
     int best = 0;
     int64_t best_d = -1;
     for (int j = 0; j < k; j++) {
         const uint8_t *p = palette + (size_t)j * (size_t)channels;
         if (visible_only && p[channels - 1] == 0) continue;
+        const int64_t pa = alpha ? p[channels - 1] : 1;
         int64_t d = 0;
-        for (int c = 0; c < channels; c++) {
-            int64_t diff = want[c] - p[c];
+        for (int c = 0; c < colour; c++) {
+            int64_t diff = want[c] * wa - p[c] * pa;
+            d += diff * diff;
+        }
+        if (alpha) {
+            int64_t diff = 255 * (wa - pa);
             d += diff * diff;
         }
         if (best_d < 0 || d < best_d) {

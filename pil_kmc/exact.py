@@ -54,6 +54,21 @@ VQ_UP_TO = 64
 NEAREST_BLOCK = 1 << 16
 
 
+def as_seen(colours: np.ndarray) -> np.ndarray:
+    """8-bit colours with alpha last, premultiplied: ``(c * a, ..., 255 * a)`` in float64.
+
+    This is 255 times the colour as composited over black, and alpha; the
+    squared distance between two such rows is 255**2 times the error a viewer
+    sees over black plus that of the alpha, and invisible colours (alpha 0)
+    are all the same point. Integers below 2**16, so :func:`closest` ranks
+    them exactly in float64.
+    """
+    out = colours.astype(np.float64)
+    out[:, :-1] *= out[:, -1:]
+    out[:, -1] *= 255
+    return out
+
+
 def snap(values: np.ndarray) -> np.ndarray:
     """``values`` on the grid of 1/SNAP levels, clipped to SNAP_RANGE, as float32 integers."""
     scale = SNAP[values.shape[1]]
@@ -62,15 +77,15 @@ def snap(values: np.ndarray) -> np.ndarray:
 
 
 def with_ones(values: np.ndarray) -> np.ndarray:
-    """``values`` (float32) with a column of ones appended, as :func:`closest` takes them."""
-    out = np.ones((len(values), values.shape[1] + 1), dtype=np.float32)
+    """``values`` (float32 or float64) plus a column of ones, as :func:`closest` takes them."""
+    out = np.ones((len(values), values.shape[1] + 1), dtype=values.dtype)
     out[:, :-1] = values
     return out
 
 
-def coefficients(c: np.ndarray) -> np.ndarray:
+def coefficients(c: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     """``(-c, |c|^2 / 2)`` as columns: ``with_ones(x) @`` this gives ``|c|^2 / 2 - x.c``."""
-    out = np.empty((c.shape[1] + 1, len(c)), dtype=np.float32)
+    out = np.empty((c.shape[1] + 1, len(c)), dtype=dtype)
     out[:-1] = -c.T
     out[-1] = (c.astype(np.float64) ** 2).sum(axis=1) / 2
     return out
@@ -83,19 +98,20 @@ def closest(
 
     ``x`` comes with a column of ones (:func:`with_ones`), so that one
     matrix product against ``(-c, |c|^2 / 2)`` gives the scores. Both hold
-    integers in float32, at most 4 channels and small enough that every
-    product, every partial sum and every score is exact: whatever order a
-    machine's matrix code adds them in, the ranking is the same. Ties go to
+    integers, at most 4 channels and small enough that every product, every
+    partial sum and every score is exact in ``x``'s float type (below 2**23
+    in float32, 2**52 in float64): whatever order a machine's matrix code
+    adds them in, the ranking is the same. Ties go to
     the lower index. The scores of a block of rows stay in cache. With
     ``second``, also the second lowest score of each row (infinite with one
     row in ``c``). From PARALLEL_WORK multiply-adds, the rows are ranked in
     parallel threads, one share of them each: every row's result is its own,
     so the results are the same whatever the threads.
     """
-    coef = coefficients(c)
+    coef = coefficients(c, x.dtype)
     labels = np.empty(len(x), dtype=np.intp)
-    best = np.empty(len(x), dtype=np.float32)
-    runner_up = np.empty(len(x), dtype=np.float32) if second else None
+    best = np.empty(len(x), dtype=x.dtype)
+    runner_up = np.empty(len(x), dtype=x.dtype) if second else None
     rows = max(1, min(len(x), PRODUCT_WORK // coef.size))
     shares = min(parallel.workers(), x.size * coef.shape[1] // PARALLEL_WORK, -(-len(x) // rows))
     if shares < 2:
@@ -127,7 +143,7 @@ def _closest_rows(
 ) -> None:
     """:func:`closest` for rows ``start:end`` of ``x``, in blocks of ``rows``, into the outputs."""
     k = coef.shape[1]
-    scores = np.empty((min(rows, end - start), k), dtype=np.float32)  # reused by every block
+    scores = np.empty((min(rows, end - start), k), dtype=x.dtype)  # reused by every block
     offsets = np.arange(len(scores)) * k  # of each row's first score in the flat block
     for first in range(start, end, rows):
         block = x[first : min(first + rows, end)]
@@ -206,17 +222,21 @@ def nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Index of the nearest palette entry for each colour (exact, Euclidean).
 
     Integer colours and palette (8-bit channels) are ranked exactly by a
-    matrix product (:func:`closest`); ties go to the lower index. Float
-    values (colours in Oklab) go through :func:`scipy.cluster.vq.vq` up to
-    VQ_UP_TO entries and a k-d tree over the palette above, both exact.
+    matrix product (:func:`closest`); ties go to the lower index. With alpha
+    (2 or 4 channels) they are compared as seen, premultiplied by alpha
+    (:func:`as_seen`). Float values (colours in Oklab) go through
+    :func:`scipy.cluster.vq.vq` up to VQ_UP_TO entries and a k-d tree over
+    the palette above, both exact.
     """
     if colours.dtype.kind in "ui" and palette.dtype.kind in "ui":
-        p = palette.astype(np.float32)
+        seen = colours.shape[1] in (2, 4)
+        p = as_seen(palette) if seen else palette.astype(np.float32)
         labels = np.empty(len(colours), dtype=np.intp)
         # In blocks: float copies of every colour would outweigh the labels.
         for start in range(0, len(colours), NEAREST_BLOCK):
-            part = slice(start, start + NEAREST_BLOCK)
-            labels[part] = closest(with_ones(colours[part].astype(np.float32)), p)[0]
+            part = colours[start : start + NEAREST_BLOCK]
+            x = as_seen(part) if seen else part.astype(np.float32)
+            labels[start : start + NEAREST_BLOCK] = closest(with_ones(x), p)[0]
         return labels
     x = colours.astype(np.float32)
     p = palette.astype(np.float32)

@@ -162,7 +162,10 @@ def cluster(
 
     ``colours`` (M, C) are distinct, sorted by key, ``counts`` their pixels.
     With alpha, an all-zero first colour (the transparent pixels) keeps an
-    exact entry of its own and the rest share the other ``clusters - 1``.
+    exact entry of its own and the rest share the other ``clusters - 1``,
+    clustered as seen (premultiplied by alpha, :func:`pil_kmc.exact.as_seen`)
+    unless ``colorspace="oklab"``; every colour then takes the entry nearest
+    it as seen, the transparent one included.
     Entries that no colour is nearest to (possible once centroids are
     rounded) are dropped; the others keep the k-means' order.
     """
@@ -173,30 +176,48 @@ def cluster(
         visible, visible_counts, clusters = colours[1:], counts[1:], clusters - 1
     else:
         visible, visible_counts = colours, counts
-    to_space, from_space = _SPACES[colorspace]
-    values = to_space(visible)
+    # With alpha, the error that counts is the one seen: premultiplied.
+    to_space, from_space = _SPACES["seen" if has_alpha and colorspace == "rgb" else colorspace]
+    values = to_space(colours)
     centroids = kmeans.cluster(
-        visible, visible_counts, clusters, seed=seed, max_iter=max_iter, tol=tol, values=values
+        visible,
+        visible_counts,
+        clusters,
+        seed=seed,
+        max_iter=max_iter,
+        tol=tol,
+        values=values[1:] if transparent else values,
     )
     palette = from_space(centroids)
-    if colorspace == "rgb":  # integers: the exact matrix-product ranking applies
-        labels = exact.nearest(visible, palette)
-    else:
-        labels = exact.nearest(values, to_space(palette))
     if transparent:
         palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
-        labels = np.r_[0, labels + 1]
+    # Every colour, faint ones included, takes the entry nearest as seen,
+    # the transparent one too: as the dithered lookup decides visibility.
+    if colorspace == "rgb":  # integers: the exact matrix-product ranking applies
+        labels = exact.nearest(colours, palette)
+    else:
+        labels = exact.nearest(values, to_space(palette))
+        labels[: int(transparent)] = 0
     used = np.flatnonzero(np.bincount(labels, minlength=len(palette)))
     return palette[used], _rank(used, len(palette))[labels]
 
 
 def mse(pixels: np.ndarray, result: Quantized) -> float:
-    """Mean squared error per channel of the quantized image against ``pixels``."""
-    palette = result.palette
-    if palette.shape[1] in (2, 4):  # an invisible colour is no error (pixels has it as zero)
-        palette = np.where(palette[:, -1:] == 0, 0, palette).astype(np.uint8)
-    diff = pixels.astype(np.float64) - palette[result.indices]
-    return float(np.mean(diff * diff))
+    """Mean squared error per channel of the quantized image against ``pixels``.
+
+    With alpha (C = 2 or 4) the error is the one seen: colours premultiplied
+    by alpha (as composited over black), alpha as it is.
+    """
+    h, w, channels = pixels.shape
+    seen = channels in (2, 4)
+    palette = exact.as_seen(result.palette) / 255 if seen else result.palette.astype(np.float64)
+    error, step = 0.0, max(1, _LOOKUP_BLOCK // w)
+    for start in range(0, h, step):  # in blocks of rows: no float copy of the whole image
+        block = pixels[start : start + step].reshape(-1, channels)
+        x = exact.as_seen(block) / 255 if seen else block.astype(np.float64)
+        diff = x - palette[result.indices[start : start + step].ravel()]
+        error += float(np.einsum("ij,ij", diff, diff))
+    return error / pixels.size
 
 
 def psnr(pixels: np.ndarray, result: Quantized) -> float:
@@ -290,6 +311,20 @@ def from_oklab(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def _seen_values(colours: np.ndarray) -> np.ndarray:
+    """(M, 2 or 4) uint8 colours with alpha -> float32 premultiplied, in colour levels."""
+    return (exact.as_seen(colours) / 255).astype(np.float32)
+
+
+def _seen_palette(centroids: np.ndarray) -> np.ndarray:
+    """Premultiplied centroids -> uint8: alpha rounded, then the colour that best gives them."""
+    alpha = np.clip(np.rint(centroids[:, -1:].astype(np.float64)), 0, 255)
+    colour = centroids[:, :-1] * 255 / np.maximum(alpha, 1)
+    return np.clip(np.rint(np.hstack([np.where(alpha > 0, colour, 0), alpha])), 0, 255).astype(
+        np.uint8
+    )
+
+
 def _rgb_values(colours: np.ndarray) -> np.ndarray:
     return colours.astype(np.float32)
 
@@ -298,7 +333,11 @@ def _rgb_palette(centroids: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
 
 
-_SPACES = {"rgb": (_rgb_values, _rgb_palette), "oklab": (to_oklab, from_oklab)}
+_SPACES = {
+    "rgb": (_rgb_values, _rgb_palette),
+    "seen": (_seen_values, _seen_palette),
+    "oklab": (to_oklab, from_oklab),
+}
 
 
 # Pixels looked up per block: their keys (4 bytes each) stay small next to the image.

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pil_kmc import quantize
+from pil_kmc import exact, quantize
 
 from .reference import dither as reference
 from .strategies import examples
@@ -92,8 +92,8 @@ def test_dithering_never_changes_which_pixels_are_invisible(case):
     # half-transparent areas, or fill faint ones: the pixels stored fully
     # transparent are those the plain nearest-entry lookup makes so.
     pixels, palette, strength = case
-    flat = pixels.reshape(-1, pixels.shape[-1]).astype(np.int64)
-    nearest = ((flat[:, None] - palette[None].astype(np.int64)) ** 2).sum(-1).argmin(-1)
+    flat = pixels.reshape(-1, pixels.shape[-1])
+    nearest = exact.nearest(flat, palette)  # the plain lookup: compared as seen
     invisible = (palette[nearest, -1] == 0) | (flat[:, -1] == 0)
     out = compiled(pixels, palette, strength).reshape(-1)
     assert np.array_equal(palette[out, -1] == 0, invisible)

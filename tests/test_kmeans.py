@@ -12,6 +12,7 @@ from scipy.cluster.vq import vq
 
 from pil_kmc import exact, kmeans, quantize
 
+from .reference.distance import squared_distances
 from .strategies import examples
 
 
@@ -161,10 +162,6 @@ def test_empty_cluster_is_reseeded_at_the_worst_served_point():
     start = np.array([[0, 0, 0], [255, 255, 255]], np.float32)
     result = kmeans.lloyd(points, np.ones(3), start, max_iter=1)
     assert np.allclose(result[1], [100, 0, 0])
-
-
-def squared_distances(colours, palette):
-    return ((colours[:, None, :].astype(int) - palette[None].astype(int)) ** 2).sum(axis=2)
 
 
 @given(

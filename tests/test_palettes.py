@@ -17,6 +17,8 @@ from PIL import Image, ImagePalette
 import pil_kmc
 from pil_kmc import palettes
 
+from .reference.distance import squared_distances
+
 ROOT = Path(__file__).resolve().parent.parent
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -150,11 +152,6 @@ def test_shared_palette_takes_paths_and_rejects_bad_options(tmp_path):
 
 
 # --- saving with a given palette --------------------------------------------------------
-
-
-def squared_distances(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    d = colours[:, None, :].astype(np.int64) - palette[None, :, :].astype(np.int64)
-    return (d * d).sum(axis=2)
 
 
 @given(st.integers(1, 4).flatmap(lambda c: st.tuples(pixels(c), given_palettes(c))))

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pil_kmc import quantize
+from pil_kmc import exact, quantize
 
+from .reference.distance import squared_distances
 from .strategies import arrays
 
 
@@ -56,7 +57,41 @@ def test_transparent_pixels_keep_their_own_entry():
     transparent = q.indices[:10]
     assert len(np.unique(transparent)) == 1
     assert q.palette[transparent[0, 0]].tolist() == [0, 0, 0, 0]
-    assert (q.palette[q.indices[10:]][..., 3] > 0).all()
+    # Every other pixel takes the entry nearest it as seen: the transparent
+    # one only where nothing visible is nearer (faint pixels).
+    colours = a[10:].reshape(-1, 4)
+    d = squared_distances(colours, q.palette)
+    chosen = d[np.arange(len(colours)), q.indices[10:].ravel()]
+    assert np.array_equal(chosen, d.min(axis=1))
+    assert (colours[q.palette[q.indices[10:].ravel(), 3] == 0, 3] < 64).all()
+
+
+def test_with_alpha_the_error_seen_is_what_the_k_means_lowers():
+    # A faint halo of many hues around an opaque disc: straight RGBA k-means
+    # spends entries on the halo's hues, which nobody sees at alpha 1 to 8.
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[:64, :64]
+    r = np.hypot(x - 32, y - 32)
+    a = np.zeros((64, 64, 4), np.uint8)
+    a[..., :3] = rng.integers(0, 256, (64, 64, 3))
+    a[..., 3] = np.where(r < 16, 255, np.where(r < 30, rng.integers(1, 9, (64, 64)), 0))
+    a[r < 16, :3] = np.stack([200 + (x[r < 16] % 40), 60 + y[r < 16], 40 + 0 * x[r < 16]], -1)
+    a[a[..., 3] == 0] = 0
+    seen = quantize.mse(a, quantize.quantize(a, 16))
+    straight_palette = np.clip(np.rint(kmeans_straight(a, 16)), 0, 255).astype(np.uint8)
+    straight = quantize.Quantized(
+        straight_palette,
+        exact.nearest(a.reshape(-1, 4), straight_palette).reshape(64, 64).astype(np.uint8),
+    )
+    assert seen < quantize.mse(a, straight) / 2
+
+
+def kmeans_straight(a: np.ndarray, k: int) -> np.ndarray:
+    """Plain Lloyd on the straight RGBA pixels, as scikit-learn would run it."""
+    from scipy.cluster.vq import kmeans2
+
+    x = a.reshape(-1, 4).astype(np.float64)
+    return kmeans2(x, k, seed=0, minit="++")[0]
 
 
 def test_palette_is_ordered_by_brightness():

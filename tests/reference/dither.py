@@ -8,11 +8,20 @@ def _rounded(e: int) -> int:
     return q if e >= 0 else -q
 
 
+def _seen(colour: list) -> list:
+    """With alpha: each colour channel times alpha, and alpha times 255."""
+    if len(colour) not in (2, 4):
+        return list(colour)
+    *rgb, a = colour
+    return [c * a for c in rgb] + [255 * a]
+
+
 def _nearest(want: list, palette: list, entries) -> int:
-    """The entry nearest ``want`` among ``entries``, ties to the lower index."""
+    """The entry nearest ``want`` as seen among ``entries``, ties to the lower index."""
+    seen = _seen(want)
     return min(
         entries,
-        key=lambda j: (sum((w - p) ** 2 for w, p in zip(want, palette[j], strict=True)), j),
+        key=lambda j: (sum((w - p) ** 2 for w, p in zip(seen, _seen(palette[j]), strict=True)), j),
     )
 
 
