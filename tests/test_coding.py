@@ -161,3 +161,54 @@ def test_cooccurrence_order_is_the_same_counted_in_blocks_of_rows(monkeypatch):
     whole = coding.cooccurrence_order(indices, 30)
     monkeypatch.setattr(coding, "_TOUCH_BLOCK_PIXELS", 2 * indices.shape[1] + 1)
     assert np.array_equal(coding.cooccurrence_order(indices, 30), whole)
+
+
+def repeating_plane(seed: int = 0) -> np.ndarray:
+    """A plane of one random 8 x 40 block repeated here and there, like lines of text."""
+    rng = np.random.default_rng(seed)
+    block = rng.integers(0, 16, (8, 40), dtype=np.uint8)
+    plane = np.zeros((200, 400), np.uint8)
+    for y in range(0, 200, 8):
+        for x in range(0, 400, 40):
+            if rng.random() < 0.6:
+                plane[y : y + 8, x : x + 40] = np.roll(block, int(rng.integers(0, 3)), axis=1)
+    return plane
+
+
+def methods_compressed(plane: np.ndarray, **options) -> tuple[int, set]:
+    """The method :func:`coding.code` chooses, and every packed-row method it ran."""
+    from unittest import mock
+
+    palette = np.random.default_rng(1).integers(0, 256, (16, 3), dtype=np.uint8)
+    with mock.patch.object(codec, "compress", wraps=codec.compress) as spy:
+        coded = coding.code(quantize.Quantized(palette, plane), **options)
+    return coded.method, {call.args[1] for call in spy.call_args_list}
+
+
+def test_xz_is_tried_where_bzip2_beats_the_context_coders_and_kept_if_smaller():
+    plane = repeating_plane()
+    for optimize in (False, True):
+        method, ran = methods_compressed(plane, optimize=optimize)
+        assert layout.XZ in ran and method == layout.XZ
+    xz = coding.smallest(plane, 16, (Candidate(layout.XZ),))[2]
+    bzip2 = coding.smallest(plane, 16, (Candidate(layout.BZIP2),))[2]
+    assert len(xz) < len(bzip2)
+
+
+def test_xz_is_not_tried_where_a_context_coder_wins():
+    # Smooth areas with noisy edges, as a photograph's plane: the context coders win.
+    y, x = np.mgrid[:200, :300]
+    noise = np.random.default_rng(2).integers(0, 2, (200, 300))
+    plane = ((x // 19 + y // 23 + noise) % 16).astype(np.uint8)
+    method, ran = methods_compressed(plane)
+    assert method == layout.STRIPS and ran == {layout.BZIP2}
+
+
+def test_an_image_stored_by_xz_opens_as_it_was_saved(tmp_path):
+    palette = np.random.default_rng(1).integers(0, 256, (16, 3), dtype=np.uint8)
+    im = Image.fromarray(palette[repeating_plane(3)])
+    im.save(tmp_path / "text.kmc", clusters=16)
+    with open(tmp_path / "text.kmc", "rb") as f:
+        assert layout.read(f, index=False).header.compression == layout.XZ
+    with Image.open(tmp_path / "text.kmc") as back:
+        assert np.array_equal(np.asarray(back.convert("RGB")), np.asarray(im))
