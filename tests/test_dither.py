@@ -99,3 +99,12 @@ def test_dithering_never_changes_which_pixels_are_invisible(case):
     assert np.array_equal(palette[out, -1] == 0, invisible)
     clear = np.flatnonzero(palette[:, -1] == 0)[0]
     assert (out[flat[:, -1] == 0] == clear).all()
+
+
+def test_with_alpha_a_faint_pixel_passes_on_only_the_error_that_shows():
+    # A faint red pixel, then opaque gray: the red's error, nearly invisible,
+    # must not turn its opaque neighbours reddish.
+    pixels = np.array([[[255, 0, 0, 2]] + [[128, 128, 128, 255]] * 7], np.uint8)
+    palette = np.array([[0, 0, 255, 2], [128, 128, 128, 255], [176, 128, 112, 255]], np.uint8)
+    out = compiled(pixels, palette, 256).ravel()
+    assert out.tolist() == [0] + [1] * 7

@@ -8,7 +8,7 @@ def _rounded(e: int) -> int:
     return q if e >= 0 else -q
 
 
-def _seen(colour: list) -> list:
+def _seen(colour) -> list:
     """With alpha: each colour channel times alpha, and alpha times 255."""
     if len(colour) not in (2, 4):
         return list(colour)
@@ -16,18 +16,20 @@ def _seen(colour: list) -> list:
     return [c * a for c in rgb] + [255 * a]
 
 
-def _nearest(want: list, palette: list, entries) -> int:
-    """The entry nearest ``want`` as seen among ``entries``, ties to the lower index."""
-    seen = _seen(want)
-    return min(
-        entries,
-        key=lambda j: (sum((w - p) ** 2 for w, p in zip(seen, _seen(palette[j]), strict=True)), j),
-    )
+def _nearest(want: list, entries: list, among) -> int:
+    """The entry (as seen) nearest ``want`` (as seen) among ``among``, ties to the lower index."""
+
+    def distance(j: int) -> int:
+        return sum((w - p) ** 2 for w, p in zip(want, entries[j], strict=True))
+
+    return min(among, key=lambda j: (distance(j), j))
 
 
 def dither(pixels: list, width: int, height: int, channels: int, palette: list, strength: int):
     """Indices (rows of ints) of ``pixels`` (rows of channel tuples) into ``palette``."""
     alpha = channels in (2, 4)
+    top = 255 * 255 if alpha else 255
+    entries = [_seen(entry) for entry in palette]
     clear = [j for j, entry in enumerate(palette) if alpha and entry[-1] == 0]
     visible = [j for j, entry in enumerate(palette) if alpha and entry[-1] > 0]
     both = bool(clear and visible)
@@ -41,22 +43,26 @@ def dither(pixels: list, width: int, height: int, channels: int, palette: list, 
         for i in range(width):
             x = i if ltr else width - 1 - i
             px = pixels[y][x]
+            own = _seen(px)
             e = here[x + 1]
-            want = [min(255, max(0, px[c] + _rounded(e[c]))) for c in range(channels)]
+            want = [0] * channels
+            for c in reversed(range(channels)):  # alpha first: colour as seen is at most it
+                high = want[-1] if alpha and c < channels - 1 else top
+                want[c] = min(high, max(0, own[c] + _rounded(e[c])))
             if alpha and px[-1] == 0:  # invisible: the first transparent entry, no error
-                out[y][x] = clear[0] if clear else _nearest(list(px), palette, every)
+                out[y][x] = clear[0] if clear else _nearest(own, entries, every)
                 continue
             if both:
-                best = _nearest(list(px), palette, every)
+                best = _nearest(own, entries, every)
                 if palette[best][-1] == 0:  # as good as invisible, as without dithering
                     out[y][x] = best
                     continue
-                best = _nearest(want, palette, visible)
+                best = _nearest(want, entries, visible)
             else:
-                best = _nearest(want, palette, every)
+                best = _nearest(want, entries, every)
             out[y][x] = best
             for c in range(channels):
-                q = (want[c] - palette[best][c]) * strength
+                q = (want[c] - entries[best][c]) * strength
                 here[x + 1 + step][c] += 7 * q
                 below[x + 1 - step][c] += 3 * q
                 below[x + 1][c] += 5 * q
