@@ -113,6 +113,22 @@ def xz_memlimit(size: int) -> int:
     return XZ_MEMLIMIT_BASE + size
 
 
+def xz_max_blocks(size: int) -> int:
+    """The most xz blocks (so streams) a reader takes for a plane of ``size`` bytes (section 9).
+
+    Each stream costs its own decoder and each block a look at its header, a
+    few microseconds: one-byte streams would cost far more than their pixels.
+    Writers make one block per stream and a stream per :data:`XZ_STRIP`.
+    """
+    return 16 + size // 65536
+
+
+def _too_many_xz(size: int) -> FormatError:
+    return FormatError(
+        f"more than {xz_max_blocks(size)} xz blocks or streams for a plane of {size} bytes"
+    )
+
+
 def _engine(method: int, size: int):
     if method == layout.ZLIB:
         return zlib.decompressobj()
@@ -172,18 +188,19 @@ def _xz_dictionary(data: bytes, pos: int) -> int:
     return 0xFFFFFFFF if props >= 40 else (2 | (props & 1)) << (props // 2 + 11)
 
 
-def _xz_streams(data: bytes, empty_ok: bool = False) -> list[tuple[int, int, int, int]] | None:
+def _xz_streams(data: bytes, size: int) -> list[tuple[int, int, int, int]] | None:
     """(start, end, uncompressed size, largest dictionary) of each xz stream, or None.
 
     Walks back from the end of ``data`` through each stream's footer and
     index (xz file format 1.0.4, sections 2.1.2 and 4), and checks every
     block's header (:func:`_xz_block_problem`), raising :class:`FormatError`
-    on a broken rule. Stream padding is not allowed. Valid concatenated
+    on a broken rule, such as more blocks than :func:`xz_max_blocks` allows
+    for a plane of ``size`` bytes. Stream padding is not allowed. Valid concatenated
     streams always walk; any inconsistency gives None, and the caller
     decodes sequentially, which is the authority on whether data is valid.
     """
     streams = []
-    end = len(data)
+    end, blocks_seen, most = len(data), 0, xz_max_blocks(size)
     try:
         while end > 0:
             footer = data[end - 12 : end]
@@ -194,19 +211,22 @@ def _xz_streams(data: bytes, empty_ok: bool = False) -> list[tuple[int, int, int
             if len(index) != index_size or index[0] != 0:
                 return None
             pos, (records, pos) = 1, _vli(index, 1)
+            blocks_seen += max(1, records)
+            if blocks_seen > most:
+                raise _too_many_xz(size)
             blocks = []
             uncompressed = 0
             for _ in range(records):
                 unpadded, pos = _vli(index, pos)
-                size, pos = _vli(index, pos)
+                held, pos = _vli(index, pos)
                 blocks.append(-(-unpadded // 4) * 4)
-                uncompressed += size
+                uncompressed += held
             start = end - 12 - index_size - sum(blocks) - 12
             if start < 0 or data[start : start + 6] != b"\xfd7zXZ\x00":
                 return None
             at, dictionary = start + 12, 0
             for padded in blocks or [0]:
-                problem = _xz_block_problem(data, at, empty_ok)
+                problem = _xz_block_problem(data, at, size == 0)
                 if problem:
                     raise FormatError(problem)
                 dictionary = max(dictionary, _xz_dictionary(data, at) if padded else 0)
@@ -259,15 +279,18 @@ def _xz_sequential(data: bytes, size: int, partial: bool) -> bytes:
     """Concatenated xz streams in order; the authority on what is valid (section 9).
 
     Each stream gets its own decoder, fed in windows that grow from a few
-    hundred bytes, so that neither many tiny streams nor one large one cost
-    more than linear time (a decoder's leftover input is copied once, and is
-    at most one window).
+    hundred bytes, so that one large stream costs linear time (a decoder's
+    leftover input is copied once, and is at most one window); streams past
+    :func:`xz_max_blocks` are refused before their decoder is made.
     """
     view = memoryview(data)
     parts: list[bytes] = []
-    produced = pos = 0
+    produced = pos = count = 0
     limit = xz_memlimit(size)
     while True:
+        count += 1
+        if count > xz_max_blocks(size):
+            raise _too_many_xz(size)
         is_stream = data[pos : pos + 6] == b"\xfd7zXZ\x00"
         problem = is_stream and _xz_block_problem(data, pos + 12, size == 0)
         if problem:
@@ -328,7 +351,7 @@ def decompress(
     name = layout.COMPRESSION_NAMES.get(method, str(method))
     if method == layout.XZ:
         if not partial:
-            streams = _xz_streams(data, size == 0)
+            streams = _xz_streams(data, size)
             if streams and size and any(s[2] == 0 for s in streams):
                 raise FormatError("empty xz stream (every xz stream must hold at least one byte)")
             # Threads pay only for long streams; many short ones go in sequence.

@@ -241,18 +241,61 @@ def test_many_empty_xz_streams_are_refused_at_the_first():
         open_and_load(kmc_file(empty * 50_000 + xz(bytes(64))))
 
 
-def test_many_one_byte_xz_streams_decode_in_linear_time():
-    # Item 2: a valid file of many streams, each a pixel, costs time linear in its size.
-    def timed(n):
-        data = b"".join(xz(bytes([i % 2])) for i in range(n))
-        start = time.perf_counter()
-        plane = codec.decompress(data, layout.XZ, n)
-        assert plane == bytes(i % 2 for i in range(n))
-        return time.perf_counter() - start
+def test_more_xz_streams_than_the_plane_warrants_are_refused():
+    # Each stream costs a decoder of its own, microseconds: a valid file of
+    # one-byte streams took 5 s for a 1 MP plane. Section 9 lets a reader
+    # refuse more than 16 + size // 65536 blocks or streams, which no writer
+    # exceeds (one block per stream, a stream per 6 MiB).
+    for size in (100, 3 * 65536 + 5):
+        most = codec.xz_max_blocks(size)
+        cuts = np.linspace(0, size, most + 1).astype(int)
+        plane = bytes(np.arange(size, dtype=np.uint8))
+        pieces = [xz(plane[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        assert codec.decompress(b"".join(pieces), layout.XZ, size) == plane
+        one_more = [xz(plane[:1]), xz(plane[1 : cuts[1]]), *pieces[1:]]
+        for partial in (False, True):
+            with pytest.raises(FormatError, match=f"more than {most} xz blocks or streams"):
+                codec.decompress(b"".join(one_more), layout.XZ, size, partial=partial)
 
-    timed(1024)  # warm up
-    small, large = min(timed(2048) for _ in range(3)), min(timed(16384) for _ in range(3))
-    assert large / small < 8 * 3  # 8 times the streams: linear (quadratic would be 64)
+
+def one_stream_of_blocks(stream: bytes, copies: int) -> bytes:
+    """An xz stream holding ``copies`` of the one block of ``stream`` (check type none)."""
+
+    def vli(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    footer = stream[-12:]
+    index_size = (int.from_bytes(footer[4:8], "little") + 1) * 4
+    block = stream[12 : -12 - index_size]
+    index = stream[-12 - index_size : -12]
+    records, at = index[1], 2  # one record, a one-byte count
+    unpadded, at = codec._vli(index, at)
+    uncompressed, _ = codec._vli(index, at)
+    assert records == 1 and len(block) == -(-unpadded // 4) * 4
+    body = b"\x00" + vli(copies) + (vli(unpadded) + vli(uncompressed)) * copies
+    body += bytes(-len(body) % 4)
+    body += zlib.crc32(body).to_bytes(4, "little")
+    backward = (len(body) // 4 - 1).to_bytes(4, "little")
+    tail = backward + stream[-4:-2]
+    return (
+        stream[:12] + block * copies + body + zlib.crc32(tail).to_bytes(4, "little") + tail + b"YZ"
+    )
+
+
+def test_more_xz_blocks_than_the_plane_warrants_are_refused():
+    size = 100
+    most = codec.xz_max_blocks(size)
+    plane = bytes([7] * (most - 1)) + bytes(size - most + 1)
+    ok = one_stream_of_blocks(xz(bytes([7])), most - 1) + xz(plane[most - 1 :])
+    assert codec.decompress(ok, layout.XZ, size) == plane
+    over = one_stream_of_blocks(xz(bytes([7])), most) + xz(bytes(size - most))
+    with pytest.raises(FormatError, match=f"more than {most} xz blocks or streams"):
+        codec.decompress(over, layout.XZ, size)
 
 
 @pytest.mark.parametrize("threads", [True, False])
