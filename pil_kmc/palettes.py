@@ -332,7 +332,8 @@ def remap(
     gives them; a palette of a wider colour model widens them.
 
     Every colour goes to its nearest entry (Euclidean; exact, ties to the
-    lower index; in Oklab with ``colorspace="oklab"``), fully transparent
+    lower index; with alpha as seen, premultiplied; in Oklab with
+    ``colorspace="oklab"``), fully transparent
     pixels to the first fully transparent entry if there is one. ``dither``
     (a strength, 0 to 1) diffuses the error instead (Floyd-Steinberg).
     The palette is kept whole and in order.

@@ -255,11 +255,11 @@ def dithered(pixels: np.ndarray, palette: np.ndarray, strength: float = 1.0) -> 
     pngquant's ``--floyd``), in compiled code and integer arithmetic, so the
     same on every machine. With alpha, the error is measured and spread as
     seen (premultiplied, :func:`pil_kmc.exact.as_seen`), and dithering never
-    changes which pixels are fully transparent: fully transparent pixels take the first fully
-    transparent entry, pixels whose own colour is nearest a fully
-    transparent entry take it (as without dithering), and the others the
-    entry nearest their dithered colour that is not fully transparent. The
-    invisible ones pass no error on.
+    changes which pixels are fully transparent: fully transparent pixels
+    take the first fully transparent entry, pixels whose own colour is
+    nearest a fully transparent entry take it (as without dithering), and
+    the others the entry nearest their dithered colour that is not fully
+    transparent. The invisible ones pass no error on.
     """
     from . import _kmc
 
