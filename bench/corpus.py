@@ -47,6 +47,7 @@ class Entry:
     path: str  # inside the package, or absolute
     install: str  # what provides it
     mode: str = "RGB"  # the mode the bench uses
+    fit: bool = True  # resized to fit MAX_SIDE (not screenshots: resampled text is not text)
 
     def locate(self) -> Path | None:
         if self.module is None:
@@ -71,7 +72,7 @@ class Entry:
             raise FileNotFoundError(f"not installed ({self.install})")
         with Image.open(path) as im:
             im = im.convert(self.mode)
-        if max(im.size) > MAX_SIDE:
+        if self.fit and max(im.size) > MAX_SIDE:
             scale = MAX_SIDE / max(im.size)
             size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
             im = im.resize(size, Image.LANCZOS)
@@ -82,8 +83,8 @@ def _sk(name, kind, subject, file, mode="RGB"):
     return Entry(name, kind, subject, "skimage.data", file, "pip: scikit-image", mode)
 
 
-def _deb(name, subject, path, package, kind="photo", mode="RGB"):
-    return Entry(name, kind, subject, None, path, f"apt: {package}", mode)
+def _deb(name, subject, path, package, kind="photo", mode="RGB", fit=True):
+    return Entry(name, kind, subject, None, path, f"apt: {package}", mode, fit)
 
 
 CATALOGUE: list[Entry] = [
@@ -249,6 +250,23 @@ CATALOGUE: list[Entry] = [
         "mate-backgrounds",
         kind="graphic",
         mode="RGBA",
+    ),
+    # Screenshots: text and flat areas that repeat, as they are (not resized).
+    _deb(
+        "qt_gui",
+        "screenshot: windows, labels, a photograph",
+        "/usr/share/doc/opencv-doc/opencv4/html/qtgui.png",
+        "opencv-doc",
+        kind="graphic",
+        fit=False,
+    ),
+    _deb(
+        "terminal",
+        "screenshot: terminal text",
+        "/usr/share/doc/opencv-doc/opencv4/html/sbt_eclipse.png",
+        "opencv-doc",
+        kind="graphic",
+        fit=False,
     ),
     _deb(
         "spring",

@@ -9,9 +9,10 @@
     python3 bench/run.py --list          # image names and encoder ids
     python3 bench/run.py --images kite big --encoders pil_kmc pngquant-s4 --k 256
 
-The corpus (``bench/corpus.py``) is 25 colour photographs (people and skin,
-sky, landscapes, food, texture, night), 3 gray photographs and 8 RGBA
-graphics, each at most 768 pixels a side, plus the astronaut resampled to
+The corpus (``bench/corpus.py``) is 35 colour photographs (people and skin,
+sky, landscapes, food, texture, night), 3 gray photographs, 8 RGBA
+graphics and 2 screenshots, each at most 768 pixels a side (the screenshots
+as they are, up to 1140), plus the astronaut resampled to
 3072 x 3072 (9.4 MP); an image whose package is not installed is skipped.
 
 Every encoder runs as a whole process (interpreter start-up, imports, file in,
