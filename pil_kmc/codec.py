@@ -85,7 +85,8 @@ def _pieces(data: bytes, method: int, extreme: bool, strips: int) -> list:
     if method != layout.XZ:
         raise ValueError(f"unknown compression method {method}")
     options = {"preset": _XZ_PRESETS[extreme]}
-    count = max(1, strips, -(-len(data) // XZ_STRIP))
+    # Never more streams than a reader takes (section 9): xz_max_blocks.
+    count = min(max(1, strips, -(-len(data) // XZ_STRIP)), xz_max_blocks(len(data)))
     step = max(1, -(-len(data) // count))
     # A dictionary larger than the strip finds no more matches; sized to
     # the strip, it costs less to set up and less memory to decode.
@@ -350,16 +351,17 @@ def decompress(
     """
     name = layout.COMPRESSION_NAMES.get(method, str(method))
     if method == layout.XZ:
-        if not partial:
-            streams = _xz_streams(data, size)
-            if streams and size and any(s[2] == 0 for s in streams):
-                raise FormatError("empty xz stream (every xz stream must hold at least one byte)")
-            # Threads pay only for long streams; many short ones go in sequence.
-            parallel = streams and 1 < len(streams) <= size // (XZ_STRIP >> 8)
-            if parallel and sum(s[2] for s in streams) == size:
-                joined = _xz_parallel(data, streams, size)
-                if joined is not None:
-                    return joined
+        # Even with ``partial``: whole streams that end the data (all of them,
+        # or the first few) walk, and are held to the same rules.
+        streams = _xz_streams(data, size)
+        if streams and size and any(s[2] == 0 for s in streams):
+            raise FormatError("empty xz stream (every xz stream must hold at least one byte)")
+        # Threads pay only for long streams; many short ones go in sequence.
+        parallel = streams and 1 < len(streams) <= size // (XZ_STRIP >> 8)
+        if parallel and sum(s[2] for s in streams) == size:
+            joined = _xz_parallel(data, streams, size)
+            if joined is not None:
+                return joined
         out = _xz_sequential(data, size, partial)
         finished, leftover = len(out) >= size, b""
     elif method == layout.STORED:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImagePalette
 
-from . import coding, exact, kmeans, layout, pixels, quantize
+from . import coding, kmeans, layout, pixels, quantize
 
 #: What :func:`shared_palette` and :func:`image_histogram` take: an image or a path.
 ImageSource = Image.Image | str | os.PathLike | bytes
@@ -331,10 +331,10 @@ def remap(
     ``array`` (h, w, ``own``) is an image's pixels as :func:`pil_kmc.pixels.to_array`
     gives them; a palette of a wider colour model widens them.
 
-    Every colour goes to its nearest entry (Euclidean; exact, ties to the
-    lower index; with alpha as seen, premultiplied; in Oklab with
-    ``colorspace="oklab"``), fully transparent
-    pixels to the first fully transparent entry if there is one. ``dither``
+    Every colour goes to its nearest entry (:func:`pil_kmc.quantize.nearest_entries`:
+    exact, ties to the lower index; with alpha as seen, premultiplied, so
+    fully transparent pixels take the first fully transparent entry; in
+    Oklab with ``colorspace="oklab"``). ``dither``
     (a strength, 0 to 1) diffuses the error instead (Floyd-Steinberg).
     The palette is kept whole and in order.
     """
@@ -351,14 +351,6 @@ def remap(
         return quantize.Quantized(palette, quantize.dithered(array, palette, dither)), channels
     hist = quantize.histogram(array)
     colours = quantize.key_colours(hist.unique, channels)
-    if colorspace == "oklab" and channels >= 3:
-        labels = exact.nearest(quantize.to_oklab(colours), quantize.to_oklab(palette))
-    else:
-        labels = exact.nearest(colours, palette)
-    labels = labels.astype(np.uint8)
-    if _has_alpha(channels):
-        clear = np.flatnonzero(palette[:, -1] == 0)
-        if len(clear):
-            labels[colours[:, -1] == 0] = clear[0]
+    labels = quantize.nearest_entries(colours, palette, colorspace).astype(np.uint8)
     indices = quantize.lookup(array, hist.unique, labels)
     return quantize.Quantized(palette, indices), channels

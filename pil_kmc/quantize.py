@@ -191,15 +191,41 @@ def cluster(
     palette = from_space(centroids)
     if transparent:
         palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
-    # Every colour, faint ones included, takes the entry nearest as seen,
-    # the transparent one too: as the dithered lookup decides visibility.
-    if colorspace == "rgb":  # integers: the exact matrix-product ranking applies
-        labels = exact.nearest(colours, palette)
-    else:
-        labels = exact.nearest(values, to_space(palette))
-        labels[: int(transparent)] = 0
+    labels = nearest_entries(colours, palette, colorspace, values=values)
     used = np.flatnonzero(np.bincount(labels, minlength=len(palette)))
     return palette[used], _rank(used, len(palette))[labels]
+
+
+def nearest_entries(
+    colours: np.ndarray,
+    palette: np.ndarray,
+    colorspace: str = "rgb",
+    *,
+    values: np.ndarray | None = None,
+) -> np.ndarray:
+    """The entry of ``palette`` (k, C) that each distinct colour (M, C) takes: the plain lookup.
+
+    Each colour takes its nearest entry, exactly, ties to the lower index;
+    with alpha, nearest as seen (:func:`pil_kmc.exact.as_seen`), which
+    gives fully transparent colours the first fully transparent entry. With
+    ``colorspace="oklab"`` (3 or 4 channels) the distance is Oklab's; with
+    alpha, a colour still becomes invisible exactly when its nearest entry
+    as seen is fully transparent (as :func:`dithered` decides), and otherwise
+    takes its Oklab-nearest visible entry. ``values``: ``colours`` in Oklab,
+    if already computed.
+    """
+    if colorspace == "rgb" or colours.shape[1] < 3:
+        return exact.nearest(colours, palette)
+    values = to_oklab(colours) if values is None else values
+    if colours.shape[1] == 3:
+        return exact.nearest(values, to_oklab(palette))
+    labels = exact.nearest(colours, palette)  # as seen: who becomes invisible
+    seen_visible = palette[labels, -1] > 0
+    visible = np.flatnonzero(palette[:, -1] > 0)
+    if len(visible) and seen_visible.any():
+        near = exact.nearest(values[seen_visible], to_oklab(palette[visible]))
+        labels[seen_visible] = visible[near]
+    return labels
 
 
 def mse(pixels: np.ndarray, result: Quantized) -> float:

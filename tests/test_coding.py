@@ -212,3 +212,20 @@ def test_an_image_stored_by_xz_opens_as_it_was_saved(tmp_path):
         assert layout.read(f, index=False).header.compression == layout.XZ
     with Image.open(tmp_path / "text.kmc") as back:
         assert np.array_equal(np.asarray(back.convert("RGB")), np.asarray(im))
+
+
+def test_xz_is_not_kept_where_it_is_larger_than_bzip2():
+    from unittest import mock
+
+    plane = repeating_plane()
+    real = codec.compress
+
+    def worse_xz(data, method, **options):
+        stream = real(data, method, **options)
+        return stream + bytes(100_000) if method == layout.XZ else stream
+
+    palette = np.random.default_rng(1).integers(0, 256, (16, 3), dtype=np.uint8)
+    with mock.patch.object(codec, "compress", side_effect=worse_xz) as spy:
+        coded = coding.code(quantize.Quantized(palette, plane))
+    assert layout.XZ in {call.args[1] for call in spy.call_args_list}
+    assert coded.method == layout.BZIP2

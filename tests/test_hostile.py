@@ -294,8 +294,16 @@ def test_more_xz_blocks_than_the_plane_warrants_are_refused():
     ok = one_stream_of_blocks(xz(bytes([7])), most - 1) + xz(plane[most - 1 :])
     assert codec.decompress(ok, layout.XZ, size) == plane
     over = one_stream_of_blocks(xz(bytes([7])), most) + xz(bytes(size - most))
-    with pytest.raises(FormatError, match=f"more than {most} xz blocks or streams"):
-        codec.decompress(over, layout.XZ, size)
+    for partial in (False, True):
+        with pytest.raises(FormatError, match=f"more than {most} xz blocks or streams"):
+            codec.decompress(over, layout.XZ, size, partial=partial)
+
+
+def test_the_writer_never_cuts_more_xz_streams_than_a_reader_takes():
+    plane = bytes(range(100))
+    many = codec.compress(plane, layout.XZ, strips=1000)
+    assert codec.decompress(many, layout.XZ, len(plane)) == plane
+    assert many.count(b"\xfd7zXZ\x00") <= codec.xz_max_blocks(len(plane))
 
 
 @pytest.mark.parametrize("threads", [True, False])

@@ -195,3 +195,30 @@ def test_memory_per_pixel_stays_small():
     finally:
         tracemalloc.stop()
     assert peak / (pixels.shape[0] * pixels.shape[1]) < 8
+
+
+def test_the_error_with_alpha_is_the_error_seen():
+    # An invisible colour costs nothing; a faint one costs what shows of it.
+    pixels = np.array([[[0, 0, 0, 0], [255, 0, 0, 51]]], np.uint8)
+    palette = np.array([[0, 0, 0, 0], [0, 0, 255, 51]], np.uint8)
+    stored = quantize.Quantized(palette, np.array([[0, 1]], np.uint8))
+    # The second pixel is seen as (51, 0, 0) against (0, 0, 51): 2 * 51**2 over 8 channels.
+    assert quantize.mse(pixels, stored) == 2 * 51**2 / 8
+    assert (
+        quantize.mse(pixels, quantize.Quantized(palette, np.array([[0, 0]], np.uint8)))
+        == (51**2 + 51**2) / 8
+    )
+
+
+@pytest.mark.parametrize("colorspace", ["rgb", "oklab"])
+def test_the_plain_and_the_dithered_lookup_make_the_same_pixels_invisible(colorspace):
+    a = np.zeros((3, 8, 4), np.uint8)
+    a[1] = (255, 255, 255, 255)
+    a[2, :2] = (255, 255, 255, 10)  # faint white
+    a[2, 2:4] = (0, 0, 0, 160)  # dark, much of it seen
+    a[2, 4:] = (200, 200, 200, 255)
+    plain = quantize.quantize(a, 2, colorspace=colorspace)
+    dithered = quantize.quantize(a, 2, colorspace=colorspace, dither=1)
+    invisible = plain.palette[plain.indices, 3] == 0
+    assert np.array_equal(invisible, dithered.palette[dithered.indices, 3] == 0)
+    assert invisible[0].all() and not invisible[1].any() and not invisible[2, 4:].any()
