@@ -287,10 +287,10 @@ def _xz_sequential(data: bytes, size: int, partial: bool) -> bytes:
     view = memoryview(data)
     parts: list[bytes] = []
     produced = pos = count = 0
-    limit = xz_memlimit(size)
+    limit, most = xz_memlimit(size), xz_max_blocks(size)
     while True:
         count += 1
-        if count > xz_max_blocks(size):
+        if count > most:
             raise _too_many_xz(size)
         is_stream = data[pos : pos + 6] == b"\xfd7zXZ\x00"
         problem = is_stream and _xz_block_problem(data, pos + 12, size == 0)

@@ -191,7 +191,8 @@ def cluster(
     palette = from_space(centroids)
     if transparent:
         palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
-    labels = nearest_entries(colours, palette, colorspace, values=values)
+    oklab = values if colorspace == "oklab" else None
+    labels = nearest_entries(colours, palette, colorspace, oklab=oklab)
     used = np.flatnonzero(np.bincount(labels, minlength=len(palette)))
     return palette[used], _rank(used, len(palette))[labels]
 
@@ -201,7 +202,7 @@ def nearest_entries(
     palette: np.ndarray,
     colorspace: str = "rgb",
     *,
-    values: np.ndarray | None = None,
+    oklab: np.ndarray | None = None,
 ) -> np.ndarray:
     """The entry of ``palette`` (k, C) that each distinct colour (M, C) takes: the plain lookup.
 
@@ -211,19 +212,19 @@ def nearest_entries(
     ``colorspace="oklab"`` (3 or 4 channels) the distance is Oklab's; with
     alpha, a colour still becomes invisible exactly when its nearest entry
     as seen is fully transparent (as :func:`dithered` decides), and otherwise
-    takes its Oklab-nearest visible entry. ``values``: ``colours`` in Oklab,
+    takes its Oklab-nearest visible entry. ``oklab``: ``colours`` in Oklab,
     if already computed.
     """
     if colorspace == "rgb" or colours.shape[1] < 3:
         return exact.nearest(colours, palette)
-    values = to_oklab(colours) if values is None else values
+    oklab = to_oklab(colours) if oklab is None else oklab
     if colours.shape[1] == 3:
-        return exact.nearest(values, to_oklab(palette))
+        return exact.nearest(oklab, to_oklab(palette))
     labels = exact.nearest(colours, palette)  # as seen: who becomes invisible
     seen_visible = palette[labels, -1] > 0
     visible = np.flatnonzero(palette[:, -1] > 0)
     if len(visible) and seen_visible.any():
-        near = exact.nearest(values[seen_visible], to_oklab(palette[visible]))
+        near = exact.nearest(oklab[seen_visible], to_oklab(palette[visible]))
         labels[seen_visible] = visible[near]
     return labels
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -175,13 +177,17 @@ def repeating_plane(seed: int = 0) -> np.ndarray:
     return plane
 
 
-def methods_compressed(plane: np.ndarray, **options) -> tuple[int, set]:
-    """The method :func:`coding.code` chooses, and every packed-row method it ran."""
-    from unittest import mock
+def sixteen_colours() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (16, 3), dtype=np.uint8)
 
-    palette = np.random.default_rng(1).integers(0, 256, (16, 3), dtype=np.uint8)
-    with mock.patch.object(codec, "compress", wraps=codec.compress) as spy:
-        coded = coding.code(quantize.Quantized(palette, plane), **options)
+
+def methods_compressed(plane: np.ndarray, compress=codec.compress, **options) -> tuple[int, set]:
+    """The method :func:`coding.code` chooses, and every packed-row method it ran.
+
+    ``compress`` stands in for :func:`codec.compress` while it runs.
+    """
+    with mock.patch.object(codec, "compress", side_effect=compress) as spy:
+        coded = coding.code(quantize.Quantized(sixteen_colours(), plane), **options)
     return coded.method, {call.args[1] for call in spy.call_args_list}
 
 
@@ -205,8 +211,7 @@ def test_xz_is_not_tried_where_a_context_coder_wins():
 
 
 def test_an_image_stored_by_xz_opens_as_it_was_saved(tmp_path):
-    palette = np.random.default_rng(1).integers(0, 256, (16, 3), dtype=np.uint8)
-    im = Image.fromarray(palette[repeating_plane(3)])
+    im = Image.fromarray(sixteen_colours()[repeating_plane(3)])
     im.save(tmp_path / "text.kmc", clusters=16)
     with open(tmp_path / "text.kmc", "rb") as f:
         assert layout.read(f, index=False).header.compression == layout.XZ
@@ -215,17 +220,11 @@ def test_an_image_stored_by_xz_opens_as_it_was_saved(tmp_path):
 
 
 def test_xz_is_not_kept_where_it_is_larger_than_bzip2():
-    from unittest import mock
-
-    plane = repeating_plane()
     real = codec.compress
 
     def worse_xz(data, method, **options):
         stream = real(data, method, **options)
         return stream + bytes(100_000) if method == layout.XZ else stream
 
-    palette = np.random.default_rng(1).integers(0, 256, (16, 3), dtype=np.uint8)
-    with mock.patch.object(codec, "compress", side_effect=worse_xz) as spy:
-        coded = coding.code(quantize.Quantized(palette, plane))
-    assert layout.XZ in {call.args[1] for call in spy.call_args_list}
-    assert coded.method == layout.BZIP2
+    method, ran = methods_compressed(repeating_plane(), compress=worse_xz)
+    assert layout.XZ in ran and method == layout.BZIP2
