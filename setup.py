@@ -15,6 +15,7 @@ setup(
                 "csrc/kmcmodule.c",
                 "csrc/context4.c",
                 "csrc/strips5.c",
+                "csrc/tables6.c",
                 "csrc/packing.c",
                 "csrc/dither.c",
             ],

@@ -16,7 +16,7 @@ Two mutators, alternating by default:
   concatenated or empty xz streams or a second zlib/bzip2 stream), and every
   CRC is recomputed, so the reader's checks past the CRC are reached.
 
-Seeds cover every compression method (0 to 5), every colour model,
+Seeds cover every compression method (0 to 6), every colour model,
 metadata, and shapes from 1 x N and N x 1 to square; ``context`` seeds stay
 small (at most 24 x 24 or 1 x 200), as a thin ``context`` plane is slow to
 decode without the compiled codec. Each input is opened and loaded through
@@ -73,7 +73,7 @@ def seeds() -> list[bytes]:
     rng = np.random.default_rng(0)
     out = []
     shapes = [(12, 17), (1, 64), (64, 1), (2, 33), (24, 24), (5, 3), (1, 200), (40, 2)]
-    methods = ["stored", "zlib", "xz", "bzip2", "context", "strips"]
+    methods = ["stored", "zlib", "xz", "bzip2", "context", "strips", "tables"]
     modes = ["RGB", "L", "RGBA", "LA"]
     for i, (h, w) in enumerate(shapes):
         for j, comp in enumerate(methods):

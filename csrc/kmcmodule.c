@@ -101,11 +101,23 @@ static PyObject *context_encode(PyObject *self, PyObject *args) {
     return encoded(code, data, len);
 }
 
-PyDoc_STRVAR(strips_table_doc,
-             "strips_table(stream, width, height, partial) -> (code, rows_per_strip, strips)\n\n"
-             "Check a method-5 stream's strip table.");
+/* The rows [y0, y0 + rows) of a width x height plane, checked; 0 or -1 with an exception. */
+static int strip_of(PyObject *plane_obj, Py_buffer *plane, unsigned long long width,
+                    unsigned long long height, unsigned int y0, unsigned int rows, int k) {
+    if (get_dims(width, height, k) < 0) return -1;
+    if (rows < 1 || (unsigned long long)y0 + rows > height) {
+        PyErr_SetString(PyExc_ValueError, "strip rows outside the plane");
+        return -1;
+    }
+    return plane_buffer(plane_obj, plane, width * height, 0);
+}
 
-static PyObject *strips_table(PyObject *self, PyObject *args) {
+/* Methods 5 and 6 share the strip table's checks and the decoding of a range of strips. */
+typedef int (*table_fn)(const uint8_t *, size_t, uint32_t, uint32_t, int, kmc_strip_table *);
+typedef int (*decode_fn)(const uint8_t *, size_t, const kmc_strip_table *, uint32_t, uint32_t,
+                         int, int, uint32_t, uint32_t, uint8_t *);
+
+static PyObject *strip_table(PyObject *args, table_fn check) {
     Py_buffer stream;
     unsigned long long width, height;
     int partial;
@@ -115,18 +127,13 @@ static PyObject *strips_table(PyObject *self, PyObject *args) {
         PyBuffer_Release(&stream);
         return NULL;
     }
-    int code = kmc_strips_table(stream.buf, (size_t)stream.len, (uint32_t)width,
-                                (uint32_t)height, partial, &table);
+    int code = check(stream.buf, (size_t)stream.len, (uint32_t)width, (uint32_t)height, partial,
+                     &table);
     PyBuffer_Release(&stream);
     return Py_BuildValue("iII", code, table.rows_per_strip, table.strips);
 }
 
-PyDoc_STRVAR(strips_decode_doc,
-             "strips_decode(stream, width, height, k, partial, first, last, out) -> code\n\n"
-             "Decode strips [first, last) of a method-5 stream into `out`; the GIL is\n"
-             "released, so threads may decode different strips of one `out` at once.");
-
-static PyObject *strips_decode(PyObject *self, PyObject *args) {
+static PyObject *strip_range(PyObject *args, table_fn check, decode_fn decode) {
     Py_buffer stream, out;
     unsigned long long width, height;
     unsigned int first, last;
@@ -138,11 +145,11 @@ static PyObject *strips_decode(PyObject *self, PyObject *args) {
         return NULL;
     if (decoding_into(&stream, out_obj, &out, width, height, k) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
-    code = kmc_strips_table(stream.buf, (size_t)stream.len, (uint32_t)width, (uint32_t)height,
-                            partial, &table);
+    code = check(stream.buf, (size_t)stream.len, (uint32_t)width, (uint32_t)height, partial,
+                 &table);
     if (code == KMC_OK)
-        code = kmc_strips_decode(stream.buf, (size_t)stream.len, &table, (uint32_t)width,
-                                 (uint32_t)height, k, partial, first, last, out.buf);
+        code = decode(stream.buf, (size_t)stream.len, &table, (uint32_t)width, (uint32_t)height,
+                      k, partial, first, last, out.buf);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&stream);
     PyBuffer_Release(&out);
@@ -151,6 +158,23 @@ static PyObject *strips_decode(PyObject *self, PyObject *args) {
         return NULL;
     }
     return decoded(code);
+}
+
+PyDoc_STRVAR(strips_table_doc,
+             "strips_table(stream, width, height, partial) -> (code, rows_per_strip, strips)\n\n"
+             "Check a method-5 stream's strip table.");
+
+static PyObject *strips_table(PyObject *self, PyObject *args) {
+    return strip_table(args, kmc_strips_table);
+}
+
+PyDoc_STRVAR(strips_decode_doc,
+             "strips_decode(stream, width, height, k, partial, first, last, out) -> code\n\n"
+             "Decode strips [first, last) of a method-5 stream into `out`; the GIL is\n"
+             "released, so threads may decode different strips of one `out` at once.");
+
+static PyObject *strips_decode(PyObject *self, PyObject *args) {
+    return strip_range(args, kmc_strips_table, kmc_strips_decode);
 }
 
 PyDoc_STRVAR(strips_encode_doc,
@@ -167,16 +191,111 @@ static PyObject *strips_encode(PyObject *self, PyObject *args) {
     size_t len = 0;
     if (!PyArg_ParseTuple(args, "OKKIIi", &plane_obj, &width, &height, &y0, &rows, &k))
         return NULL;
-    if (get_dims(width, height, k) < 0) return NULL;
-    if (rows < 1 || (unsigned long long)y0 + rows > height) {
-        PyErr_SetString(PyExc_ValueError, "strip rows outside the plane");
-        return NULL;
-    }
-    if (plane_buffer(plane_obj, &plane, width * height, 0) < 0) return NULL;
+    if (strip_of(plane_obj, &plane, width, height, y0, rows, k) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     code = kmc_strips_encode_strip(plane.buf, (uint32_t)width, y0, rows, k, &data, &len);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&plane);
+    return encoded(code, data, len);
+}
+
+PyDoc_STRVAR(tables_table_doc,
+             "tables_table(stream, width, height, partial) -> (code, rows_per_strip, strips)\n\n"
+             "Check a method-6 stream's strip table and the length of its image tables.");
+
+static PyObject *tables_table(PyObject *self, PyObject *args) {
+    return strip_table(args, kmc_tables_table);
+}
+
+PyDoc_STRVAR(tables_decode_doc,
+             "tables_decode(stream, width, height, k, partial, first, last, out) -> code\n\n"
+             "Decode strips [first, last) of a method-6 stream into `out`, without the GIL.");
+
+static PyObject *tables_decode(PyObject *self, PyObject *args) {
+    return strip_range(args, kmc_tables_table, kmc_tables_decode);
+}
+
+PyDoc_STRVAR(tables_count_doc,
+             "tables_count(plane, width, height, y0, rows, k) -> bytes\n\n"
+             "The method-6 symbol counts of rows [y0, y0 + rows): TABLES_COUNTS native uint64.");
+
+static PyObject *tables_count(PyObject *self, PyObject *args) {
+    Py_buffer plane;
+    PyObject *plane_obj;
+    unsigned long long width, height;
+    unsigned int y0, rows;
+    int k, code;
+    if (!PyArg_ParseTuple(args, "OKKIIi", &plane_obj, &width, &height, &y0, &rows, &k))
+        return NULL;
+    if (strip_of(plane_obj, &plane, width, height, y0, rows, k) < 0) return NULL;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, KMC_TABLES_COUNTS * sizeof(uint64_t));
+    if (!result) {
+        PyBuffer_Release(&plane);
+        return NULL;
+    }
+    uint64_t *counts = (uint64_t *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_tables_count(plane.buf, (uint32_t)width, y0, rows, k, counts);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&plane);
+    if (code != KMC_OK) {
+        Py_DECREF(result);
+        return encoded(code, NULL, 0);
+    }
+    return result;
+}
+
+PyDoc_STRVAR(tables_image_doc,
+             "tables_image(counts, k) -> bytes\n\n"
+             "The image's tables (a method-6 bit string) from the summed counts of every strip.");
+
+static PyObject *tables_image(PyObject *self, PyObject *args) {
+    Py_buffer counts;
+    int k, code;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (!PyArg_ParseTuple(args, "y*i", &counts, &k)) return NULL;
+    if (counts.len != (Py_ssize_t)(KMC_TABLES_COUNTS * sizeof(uint64_t)) || k < 1 || k > 256) {
+        PyBuffer_Release(&counts);
+        PyErr_SetString(PyExc_ValueError, "counts must be TABLES_COUNTS uint64 and k 1 to 256");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_tables_image(counts.buf, k, &data, &len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&counts);
+    return encoded(code, data, len);
+}
+
+PyDoc_STRVAR(tables_strip_doc,
+             "tables_strip(plane, width, height, y0, rows, k, image_tables) -> bytes\n\n"
+             "One method-6 strip's data: rows [y0, y0 + rows), coded with the image's tables.");
+
+static PyObject *tables_strip(PyObject *self, PyObject *args) {
+    Py_buffer plane, tables;
+    PyObject *plane_obj;
+    unsigned long long width, height;
+    unsigned int y0, rows;
+    int k, code;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (!PyArg_ParseTuple(args, "OKKIIiy*", &plane_obj, &width, &height, &y0, &rows, &k, &tables))
+        return NULL;
+    if (strip_of(plane_obj, &plane, width, height, y0, rows, k) < 0) {
+        PyBuffer_Release(&tables);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    code = kmc_tables_strip(plane.buf, (uint32_t)width, y0, rows, k, tables.buf,
+                            (size_t)tables.len, &data, &len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&plane);
+    PyBuffer_Release(&tables);
+    if (code == KMC_BAD_ARGS) {
+        PyErr_SetString(PyExc_ValueError, "plane holds an index at or above k, or a symbol "
+                                          "the image's tables do not hold");
+        return NULL;
+    }
     return encoded(code, data, len);
 }
 
@@ -256,11 +375,16 @@ static PyMethodDef methods[] = {
     {"strips_table", strips_table, METH_VARARGS, strips_table_doc},
     {"strips_decode", strips_decode, METH_VARARGS, strips_decode_doc},
     {"strips_encode", strips_encode, METH_VARARGS, strips_encode_doc},
+    {"tables_table", tables_table, METH_VARARGS, tables_table_doc},
+    {"tables_decode", tables_decode, METH_VARARGS, tables_decode_doc},
+    {"tables_count", tables_count, METH_VARARGS, tables_count_doc},
+    {"tables_image", tables_image, METH_VARARGS, tables_image_doc},
+    {"tables_strip", tables_strip, METH_VARARGS, tables_strip_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_kmc", "The compiled index codec of pil_kmc (methods 4 and 5).",
+    PyModuleDef_HEAD_INIT, "_kmc", "The compiled index codec of pil_kmc (methods 4, 5 and 6).",
     -1, methods,
 };
 
@@ -269,8 +393,9 @@ PyMODINIT_FUNC PyInit__kmc(void) {
     if (!m) return NULL;
 #define CODE(name) PyModule_AddIntConstant(m, #name, KMC_##name)
     if (CODE(OK) || CODE(TRUNCATED) || CODE(EXTRA) || CODE(LOW_STATE) || CODE(BAD_END) ||
-        CODE(INDEX_K) || CODE(BAD_STRIPS) ||
-        PyModule_AddIntConstant(m, "MIN_STRIP_PIXELS", KMC_MIN_STRIP_PIXELS)) {
+        CODE(INDEX_K) || CODE(BAD_STRIPS) || CODE(BAD_TABLES) || CODE(BAD_SYMBOL) ||
+        PyModule_AddIntConstant(m, "MIN_STRIP_PIXELS", KMC_MIN_STRIP_PIXELS) ||
+        PyModule_AddIntConstant(m, "TABLES_COUNTS", KMC_TABLES_COUNTS)) {
         Py_DECREF(m);
         return NULL;
     }

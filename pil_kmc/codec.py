@@ -401,6 +401,8 @@ def encode(indices: np.ndarray, header: Header) -> bytes:
         return context.encode(indices, header.k)
     if header.compression == layout.STRIPS:
         return context.encode_strips(indices, header.k)
+    if header.compression == layout.TABLES:
+        return context.encode_tables(indices, header.k)
     return compress(pack_rows(indices, header.bit_depth), header.compression)
 
 
@@ -413,6 +415,8 @@ def decode(stream: bytes | bytearray, header: Header, *, partial: bool = False) 
         return context.decode(stream, header.width, header.height, header.k, partial=partial)
     if header.compression == layout.STRIPS:
         return context.decode_strips(stream, header.width, header.height, header.k, partial=partial)
+    if header.compression == layout.TABLES:
+        return context.decode_tables(stream, header.width, header.height, header.k, partial=partial)
     size = header.index_plane_bytes
     data = decompress(stream, header.compression, size, partial=partial)
     if len(data) < size:

@@ -1,6 +1,6 @@
-"""Compression methods 4 (``context``) and 5 (``strips``), compiled.
+"""Compression methods 4 (``context``), 5 (``strips``) and 6 (``tables``), compiled.
 
-Both code each pixel as yes/no questions about its neighbours, left (L), up
+Methods 4 and 5 code each pixel as yes/no questions about its neighbours, left (L), up
 (U), up-right (UR) and up-left (UL): "is it L?", "is it U?", ... skipping a
 neighbour equal to one already asked about, then, if every answer was no,
 the index itself bit by bit. Every answer is coded by rANS with a
@@ -16,13 +16,14 @@ probability learnt from the earlier answers in its context.
 
 The loops are C (``csrc/``, the extension ``pil_kmc._kmc``), which checks
 every read against the stream's length and releases the GIL while it works.
-The numpy transcription of method 4 that these loops replaced, and a plain
-Python one of method 5, live in the tests as references.
+The numpy transcription of method 4 that these loops replaced, and plain
+Python ones of methods 5 and 6, live in the tests as references.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,10 +39,13 @@ STRIP_PIXELS = 1 << 20
 _MESSAGES = {
     _kmc.TRUNCATED: "the {name} index stream is truncated",
     _kmc.EXTRA: "the {name} index stream holds more data than the image needs",
-    _kmc.LOW_STATE: "corrupt {name} index stream: a lane starts below 2**16",
+    _kmc.LOW_STATE: "corrupt {name} index stream: a state starts out of range"
+    " (below 2**16; in method 6, outside 2**31 to 2**63 - 1)",
     _kmc.BAD_END: "corrupt {name} index stream: a lane does not end where it began",
     _kmc.INDEX_K: "index data refers to a palette entry at or above k={k}",
     _kmc.BAD_STRIPS: "corrupt {name} index stream: invalid strip table",
+    _kmc.BAD_TABLES: "corrupt {name} index stream: invalid frequency tables",
+    _kmc.BAD_SYMBOL: "corrupt {name} index stream: a symbol without a table or a run past the row",
 }
 
 
@@ -113,10 +117,26 @@ def decode_strips(
     stream: bytes, width: int, height: int, k: int, *, partial: bool = False
 ) -> np.ndarray:
     """The index plane of a ``strips`` stream, its strips decoded in parallel threads."""
-    code, _, strips = _kmc.strips_table(stream, width, height, partial)
+    return _decode_in_strips(
+        _kmc.strips_table, _kmc.strips_decode, "strips", stream, width, height, k, partial
+    )
+
+
+def _decode_in_strips(
+    table: Callable[..., tuple[int, int, int]],
+    decode_range: Callable[..., int],
+    name: str,
+    stream: bytes,
+    width: int,
+    height: int,
+    k: int,
+    partial: bool,
+) -> np.ndarray:
+    """Check the strip table with ``table``, then decode each strip with ``decode_range``."""
+    code, _, strips = table(stream, width, height, partial)
     if code == _kmc.TRUNCATED and partial:
         return np.zeros((height, width), np.uint8)
-    _check(code, "strips", k)
+    _check(code, name, k)
     # Not zeroed: a strip decoded without error writes every one of its
     # pixels (index 0 where a partial one was cut), and an error discards
     # the plane. Zeroing a large plane first costs a pass over its memory.
@@ -125,10 +145,44 @@ def decode_strips(
     # so a strip that costs more than the rest does not hold up a fixed share.
     codes = parallel.in_threads(
         [
-            lambda i=i: _kmc.strips_decode(stream, width, height, k, partial, i, i + 1, out)
+            lambda i=i: decode_range(stream, width, height, k, partial, i, i + 1, out)
             for i in range(strips)
         ]
     )
     for code in codes:  # the first strip's problem is the one reported
-        _check(code, "strips", k)
+        _check(code, name, k)
     return out
+
+
+def encode_tables(indices: np.ndarray, k: int, rows: int | None = None) -> bytes:
+    """The ``tables`` (method 6) stream of an index plane; strips counted and coded in parallel.
+
+    Three passes, as the format needs: each strip's symbol counts, the
+    image's tables from their sum, then each strip coded with those tables
+    (and its own where they pay).
+    """
+    height, width = indices.shape
+    plane = _plane(indices)
+    rows = rows or strip_rows(width, height)
+    if not 1 <= rows <= height or (rows < height and rows * width < MIN_STRIP_PIXELS):
+        raise ValueError(f"invalid rows per strip {rows} for a {width}x{height} plane")
+    strips = [(y0, min(rows, height - y0)) for y0 in range(0, height, rows)]
+    counts = parallel.in_threads(
+        [lambda s=s: _kmc.tables_count(plane, width, height, *s, k) for s in strips]
+    )
+    total = np.sum([np.frombuffer(c, np.uint64) for c in counts], axis=0, dtype=np.uint64)
+    tables = _kmc.tables_image(total.tobytes(), k)
+    parts = parallel.in_threads(
+        [lambda s=s: _kmc.tables_strip(plane, width, height, *s, k, tables) for s in strips]
+    )
+    head = struct.pack(f">{2 + len(parts)}I", rows, len(tables), *map(len, parts))
+    return head + tables + b"".join(parts)
+
+
+def decode_tables(
+    stream: bytes, width: int, height: int, k: int, *, partial: bool = False
+) -> np.ndarray:
+    """The index plane of a ``tables`` stream, its strips decoded in parallel threads."""
+    return _decode_in_strips(
+        _kmc.tables_table, _kmc.tables_decode, "tables", stream, width, height, k, partial
+    )

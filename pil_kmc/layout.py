@@ -28,14 +28,14 @@ SIGNATURE = b"\x89KMC\r\n\x1a\n"
 
 #: The newest format version this module reads and writes.
 VERSION_MAJOR = 1
-VERSION_MINOR = 2
+VERSION_MINOR = 3
 
 #: Colour models, stored as their channel count.
 GRAY, GRAY_ALPHA, RGB, RGBA = 1, 2, 3, 4
 CHANNEL_NAMES = {GRAY: "G", GRAY_ALPHA: "GA", RGB: "RGB", RGBA: "RGBA"}
 
 #: Compression methods of the index stream (spec: "Compression methods").
-STORED, ZLIB, XZ, BZIP2, CONTEXT, STRIPS = 0, 1, 2, 3, 4, 5
+STORED, ZLIB, XZ, BZIP2, CONTEXT, STRIPS, TABLES = 0, 1, 2, 3, 4, 5, 6
 COMPRESSION_NAMES = {
     STORED: "stored",
     ZLIB: "zlib",
@@ -43,11 +43,12 @@ COMPRESSION_NAMES = {
     BZIP2: "bzip2",
     CONTEXT: "context",
     STRIPS: "strips",
+    TABLES: "tables",
 }
 #: The minor version that introduced each compression method.
-COMPRESSION_SINCE = {STORED: 0, ZLIB: 0, XZ: 0, BZIP2: 0, CONTEXT: 1, STRIPS: 2}
+COMPRESSION_SINCE = {STORED: 0, ZLIB: 0, XZ: 0, BZIP2: 0, CONTEXT: 1, STRIPS: 2, TABLES: 3}
 #: Methods that code the index plane itself, not the packed rows (spec 5.3).
-PLANE_METHODS = (CONTEXT, STRIPS)
+PLANE_METHODS = (CONTEXT, STRIPS, TABLES)
 
 #: Filter methods of the index plane (spec: "Filter methods").
 FILTER_NONE = 0

@@ -78,6 +78,14 @@ VARIANTS = [
     ("rgb-k16-depth4-strips-blocks-three", 300, 600, 3, 16, layout.STRIPS, []),
     # content across strip boundaries, runs ending at the right edge, B = 6 literals
     ("rgb-k40-depth8-edges-strips-three", 296, 600, 3, 40, layout.STRIPS, []),
+    ("rgb-k6-depth4-tables", 23, 14, 3, 6, layout.TABLES, []),
+    ("rgba-k200-depth8-tables", 37, 21, 4, 200, layout.TABLES, []),
+    ("gray-k1-depth1-tables-three", 300, 600, 1, 1, layout.TABLES, []),
+    ("rgb-k16-depth4-tables-blocks-three", 300, 600, 3, 16, layout.TABLES, []),
+    ("rgb-k40-depth8-edges-tables-three", 296, 600, 3, 40, layout.TABLES, []),
+    # the spec transcription's writer: a table of its own in every strip, literal groups of
+    # two, runs wherever they fit, and literals equal to U, UR or UL
+    ("rgb-k30-depth8-blocks-tables-three-reference", 300, 600, 3, 30, layout.TABLES, []),
     (
         "gray-k3-depth2-zlib-metadata",
         5,
@@ -102,6 +110,20 @@ def index_stream(name: str, indices: np.ndarray, header: layout.Header) -> bytes
         return context.encode_strips(indices, header.k, rows=256)
     if header.compression == layout.STRIPS:  # one strip, as the writer made them then
         return context.encode_strips(indices, header.k, rows=header.height)
+    if name.endswith("tables-three-reference"):
+        from tests.reference import tables6
+
+        return tables6.encode(
+            indices.tolist(),
+            header.k,
+            256,
+            own_tables=True,
+            groups="pairs",
+            runs="anywhere",
+            literals="always",
+        )
+    if name.endswith("tables-three"):
+        return context.encode_tables(indices, header.k, rows=256)
     return codec.encode(indices, header)
 
 

@@ -1,5 +1,8 @@
 """Compression methods 4 (``context``) and 5 (``strips``): the compiled coders.
 
+Method 6 (``tables``) has its own module, tests/test_tables.py; the tests
+here that every strips method must pass take it too.
+
 Each is checked against a reference that shares no code with it: method 4
 against the numpy implementation it replaced (tests/reference/context4.py),
 method 5 against a plain-Python transcription of spec section 5.6
@@ -158,17 +161,25 @@ def test_truncated_stream_decodes_the_completed_rows_with_partial(sample):
     assert (out[~whole] == 0).all()
 
 
-def test_a_cut_strips_stream_is_zero_after_the_cut_whatever_memory_it_gets():
-    # The strips decoder writes into memory that is not zeroed first: every
-    # pixel it does not decode must still come back as index 0.
+@pytest.mark.parametrize(
+    "encode, decode",
+    [
+        (context.encode_strips, context.decode_strips),
+        (context.encode_tables, context.decode_tables),
+    ],
+    ids=["strips", "tables"],
+)
+def test_a_cut_strips_stream_is_zero_after_the_cut_whatever_memory_it_gets(encode, decode):
+    # The strips decoders write into memory that is not zeroed first: every
+    # pixel they do not decode must still come back as index 0.
     rng = np.random.default_rng(6)
     indices = rng.integers(1, 50, (600, 300)).astype(np.uint8)  # no index 0 anywhere
-    stream = context.encode_strips(indices, 50, rows=256)
+    stream = encode(indices, 50, rows=256)
     cut = stream[: len(stream) // 2]  # ends inside the second of three strips
     for _ in range(3):
         junk = np.full(indices.shape, 255, np.uint8)  # a freed block for the allocator to reuse
         del junk
-        out = context.decode_strips(cut, 300, 600, 50, partial=True)
+        out = decode(cut, 300, 600, 50, partial=True)
         assert np.array_equal(out[:256], indices[:256])
         whole = (out == indices).all(axis=1)
         assert (out[~whole] == 0).all() and (out[512:] == 0).all()
@@ -280,7 +291,7 @@ def test_threads_decode_different_images_at_once():
     assert all(np.array_equal(results[i], planes[i]) for i in range(4))
 
 
-@pytest.mark.parametrize("method", ["context", "strips"])
+@pytest.mark.parametrize("method", ["context", "strips", "tables"])
 def test_truncated_files_load_their_complete_rows_with_load_truncated_images(method, monkeypatch):
     from PIL import ImageFile
 
