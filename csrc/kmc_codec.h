@@ -46,6 +46,9 @@ typedef struct {
     size_t tables_bytes;
 } kmc_strip_table;
 
+/* The largest width or height (spec section 3). */
+#define KMC_MAX_SIDE 0x7FFFFFFFu
+
 /* Smallest number of pixels in a strip other than the last (spec 5.6). */
 #define KMC_MIN_STRIP_PIXELS 65536u
 
@@ -75,12 +78,13 @@ int kmc_tables_decode(const uint8_t *stream, size_t len, const kmc_strip_table *
                       uint32_t width, uint32_t height, int k, int partial, uint32_t first,
                       uint32_t last, uint8_t *out);
 
-/* Method 6 encoder, in three steps so that strips can run in parallel: count each strip's
- * symbols (KMC_TABLES_COUNTS uint64 entries), make the image's tables from the summed counts,
+/* Method 6 encoder, in three steps so that strips can run in parallel: count the symbols of
+ * a run of strips (rows [y0, y0 + rows) in strips of strip_rows; KMC_TABLES_COUNTS uint64
+ * entries), make the image's tables from the summed counts,
  * then code each strip with them. Outputs are malloc'd (free() them). */
 #define KMC_TABLES_COUNTS (512u * 6u + 256u * 256u)
-int kmc_tables_count(const uint8_t *plane, uint32_t width, uint32_t y0, uint32_t rows, int k,
-                     uint64_t *counts);
+int kmc_tables_count(const uint8_t *plane, uint32_t width, uint32_t y0, uint32_t rows,
+                     uint32_t strip_rows, int k, uint64_t *counts);
 int kmc_tables_image(const uint64_t *counts, int k, uint8_t **out, size_t *out_len);
 int kmc_tables_strip(const uint8_t *plane, uint32_t width, uint32_t y0, uint32_t rows, int k,
                      const uint8_t *image_tables, size_t image_len, uint8_t **out,

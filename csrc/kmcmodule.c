@@ -216,16 +216,18 @@ static PyObject *tables_decode(PyObject *self, PyObject *args) {
 }
 
 PyDoc_STRVAR(tables_count_doc,
-             "tables_count(plane, width, height, y0, rows, k) -> bytes\n\n"
-             "The method-6 symbol counts of rows [y0, y0 + rows): TABLES_COUNTS native uint64.");
+             "tables_count(plane, width, height, y0, rows, strip_rows, k) -> bytes\n\n"
+             "The method-6 symbol counts of rows [y0, y0 + rows), in strips of strip_rows\n"
+             "from y0: TABLES_COUNTS native uint64.");
 
 static PyObject *tables_count(PyObject *self, PyObject *args) {
     Py_buffer plane;
     PyObject *plane_obj;
     unsigned long long width, height;
-    unsigned int y0, rows;
+    unsigned int y0, rows, strip_rows;
     int k, code;
-    if (!PyArg_ParseTuple(args, "OKKIIi", &plane_obj, &width, &height, &y0, &rows, &k))
+    if (!PyArg_ParseTuple(args, "OKKIIIi", &plane_obj, &width, &height, &y0, &rows, &strip_rows,
+                          &k))
         return NULL;
     if (strip_of(plane_obj, &plane, width, height, y0, rows, k) < 0) return NULL;
     PyObject *result = PyBytes_FromStringAndSize(NULL, KMC_TABLES_COUNTS * sizeof(uint64_t));
@@ -235,7 +237,7 @@ static PyObject *tables_count(PyObject *self, PyObject *args) {
     }
     uint64_t *counts = (uint64_t *)PyBytes_AS_STRING(result);
     Py_BEGIN_ALLOW_THREADS
-    code = kmc_tables_count(plane.buf, (uint32_t)width, y0, rows, k, counts);
+    code = kmc_tables_count(plane.buf, (uint32_t)width, y0, rows, strip_rows, k, counts);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&plane);
     if (code != KMC_OK) {

@@ -219,15 +219,16 @@ int kmc_strips_decode(const uint8_t *stream, size_t len, const kmc_strip_table *
     prob *model = new_model(k, &contexts);
     uint8_t *zero_row = calloc(width, 1);
     int result = model && zero_row ? KMC_OK : KMC_NOMEM;
-    size_t offset = table->header_bytes;
+    /* 64 bits: with `partial` the lengths may add up to more than any buffer. */
+    uint64_t offset = table->header_bytes;
     for (uint32_t i = 0; i < first; i++) offset += rans_be32(table->lengths + 4 * (size_t)i);
     for (uint32_t i = first; i < last && result == KMC_OK; i++) {
         size_t n = rans_be32(table->lengths + 4 * (size_t)i);
-        size_t have = offset < len ? len - offset : 0;
+        size_t at = offset < len ? (size_t)offset : len, have = len - at;
         int cut = have < n;
         uint32_t y0 = i * table->rows_per_strip;
         uint32_t rows = height - y0 < table->rows_per_strip ? height - y0 : table->rows_per_strip;
-        result = decode_strip(stream + (offset < len ? offset : len), cut ? have : n, cut, width,
+        result = decode_strip(stream + at, cut ? have : n, cut, width,
                               y0, rows, k, partial, model, contexts, zero_row, out);
         offset += n;
     }

@@ -206,7 +206,8 @@ static inline uint32_t left_bits(uint32_t L, uint32_t LL, uint32_t U, uint32_t U
 
 int kmc_tables_table(const uint8_t *stream, size_t len, uint32_t width, uint32_t height,
                      int partial, kmc_strip_table *table) {
-    if (width == 0 || height == 0) return KMC_BAD_ARGS;
+    if (width == 0 || height == 0 || width > KMC_MAX_SIDE || height > KMC_MAX_SIDE)
+        return KMC_BAD_ARGS;
     if (len < 8) return KMC_TRUNCATED;
     uint32_t rows = be32(stream), tables = be32(stream + 4);
     if (rows == 0 || rows > height || tables == 0) return KMC_BAD_STRIPS;
@@ -329,10 +330,12 @@ static inline uint64_t be64(const uint8_t *s) {
 
 /* Decode one strip's rows [y0, y0 + rows) from `data` (len bytes available; `cut` if the
  * file's end cut it). `up`, `up2`: padded rows; `A`: width + 16 bytes. */
-static int decode_strip(decoder *d, const uint8_t *data, size_t len, int cut, uint32_t width,
-                        uint32_t rows, uint32_t k, int partial, uint8_t *up, uint8_t *up2,
-                        uint8_t *A, uint8_t *strip) {
+static int decode_strip(decoder *d, const uint8_t *data, size_t len, size_t declared, int cut,
+                        uint32_t width, uint32_t rows, uint32_t k, int partial, uint8_t *up,
+                        uint8_t *up2, uint8_t *A, uint8_t *strip) {
     size_t head = len < 4 ? 0 : be32(data);
+    /* The declared length breaks these rules however much of it the file holds. */
+    if (len >= 4 && (declared - 12 < head || (declared - 12 - head) % 4)) return KMC_BAD_STRIPS;
     if (len < 12 || len - 12 < head) {
         if (!cut) return KMC_BAD_STRIPS;
         if (!partial) return KMC_TRUNCATED;
@@ -422,24 +425,24 @@ out_of_words:
 int kmc_tables_decode(const uint8_t *stream, size_t len, const kmc_strip_table *table,
                       uint32_t width, uint32_t height, int k, int partial, uint32_t first,
                       uint32_t last, uint8_t *out) {
-    if (k < 1 || k > 256 || last > table->strips || first > last) return KMC_BAD_ARGS;
-    if ((uint64_t)width + PAD > SIZE_MAX / 4) return KMC_NOMEM;
+    if (k < 1 || k > 256 || last > table->strips || first > last || width > KMC_MAX_SIDE)
+        return KMC_BAD_ARGS;
     decoder *d = malloc(sizeof *d);
     uint8_t *up = malloc(width + PAD), *up2 = malloc(width + PAD), *A = malloc((size_t)width + 16);
     int result = d && up && up2 && A ? KMC_OK : KMC_NOMEM;
     if (result == KMC_OK)
         result = read_image_tables(d, table->tables, table->tables_bytes, (uint32_t)k);
-    size_t offset = table->header_bytes;
+    /* 64 bits: with `partial` the lengths may add up to more than any buffer. */
+    uint64_t offset = table->header_bytes;
     for (uint32_t i = 0; i < first; i++) offset += be32(table->lengths + 4 * (size_t)i);
     for (uint32_t i = first; i < last && result == KMC_OK; i++) {
         size_t n = be32(table->lengths + 4 * (size_t)i);
-        size_t have = offset < len ? len - offset : 0;
+        size_t at = offset < len ? (size_t)offset : len, have = len - at;
         int cut = have < n;
         uint32_t y0 = i * table->rows_per_strip;
         uint32_t rows = height - y0 < table->rows_per_strip ? height - y0 : table->rows_per_strip;
-        result = decode_strip(d, stream + (offset < len ? offset : len), cut ? have : n, cut,
-                              width, rows, (uint32_t)k, partial, up, up2, A,
-                              out + (size_t)y0 * width);
+        result = decode_strip(d, stream + at, cut ? have : n, n, cut, width, rows, (uint32_t)k,
+                              partial, up, up2, A, out + (size_t)y0 * width);
         offset += n;
     }
     free(d);
@@ -598,14 +601,20 @@ static int walk_strip(const uint8_t *strip, uint32_t width, uint32_t rows, uint3
     return KMC_OK;
 }
 
-int kmc_tables_count(const uint8_t *plane, uint32_t width, uint32_t y0, uint32_t rows, int k,
-                     uint64_t *counts) {
-    if (width == 0 || rows == 0 || k < 1 || k > 256) return KMC_BAD_ARGS;
+int kmc_tables_count(const uint8_t *plane, uint32_t width, uint32_t y0, uint32_t rows,
+                     uint32_t strip_rows, int k, uint64_t *counts) {
+    if (width == 0 || width > KMC_MAX_SIDE || rows == 0 || strip_rows == 0 || k < 1 || k > 256)
+        return KMC_BAD_ARGS;
     const uint8_t *strip = plane + (size_t)y0 * width;
     for (size_t i = 0, n = (size_t)width * rows; i < n; i++)
         if (strip[i] >= k) return KMC_BAD_ARGS;
     memset(counts, 0, KMC_TABLES_COUNTS * sizeof *counts);
-    return walk_strip(strip, width, rows, (uint32_t)k, counts, NULL);
+    for (uint32_t y = 0; y < rows; y += strip_rows) {
+        uint32_t n = rows - y < strip_rows ? rows - y : strip_rows;
+        int code = walk_strip(strip + (size_t)y * width, width, n, (uint32_t)k, counts, NULL);
+        if (code != KMC_OK) return code;
+    }
+    return KMC_OK;
 }
 
 /* Estimated bits (16-bit fixed point) of a literal group with these counts of d: its
@@ -709,8 +718,23 @@ typedef struct {
     uint32_t lit_f[256][256];
 } freq_tables;
 
+/* Counts that a plane of fewer than 2^40 pixels can give, and no literal d = 0, d >= k or
+ * L >= k: the estimates' fixed point does not overflow below that. */
+static int counts_valid(const uint64_t *counts, uint32_t k) {
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < KMC_TABLES_COUNTS; i++) {
+        if (counts[i] >= (1ull << 40) - total) return 0;
+        total += counts[i];
+    }
+    const uint64_t *lit = LIT_COUNTS(counts);
+    for (uint32_t L = 0; L < 256; L++)
+        for (uint32_t d = 0; d < 256; d++)
+            if (lit[L * 256 + d] && (d == 0 || d >= k || L >= k)) return 0;
+    return 1;
+}
+
 int kmc_tables_image(const uint64_t *counts, int kk, uint8_t **out, size_t *out_len) {
-    if (kk < 1 || kk > 256) return KMC_BAD_ARGS;
+    if (kk < 1 || kk > 256 || !counts_valid(counts, (uint32_t)kk)) return KMC_BAD_ARGS;
     uint32_t k = (uint32_t)kk, order[256], n = literal_order(k, order);
     log_table *lg = malloc(sizeof *lg);
     uint32_t *f = malloc(256 * sizeof *f), ends[256], bits[256];
@@ -808,7 +832,7 @@ static void put_be32(uint8_t *o, uint32_t v) {
 int kmc_tables_strip(const uint8_t *plane, uint32_t width, uint32_t y0, uint32_t rows, int kk,
                      const uint8_t *image_tables, size_t image_len, uint8_t **out,
                      size_t *out_len) {
-    if (width == 0 || rows == 0 || kk < 1 || kk > 256) return KMC_BAD_ARGS;
+    if (width == 0 || width > KMC_MAX_SIDE || rows == 0 || kk < 1 || kk > 256) return KMC_BAD_ARGS;
     if ((uint64_t)width * rows > SIZE_MAX / 8) return KMC_BAD_ARGS;
     const uint32_t k = (uint32_t)kk;
     const uint8_t *strip = plane + (size_t)y0 * width;

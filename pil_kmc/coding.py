@@ -6,11 +6,12 @@ its settings, and among palette orders; the smallest stream wins. Which
 candidates are tried is this module's table, :data:`POLICY`, one row per
 situation, so the whole policy reads in one place:
 
-- by default, the ``strips`` and ``tables`` coders, and bzip2 of the
-  packed rows, which now and then wins on noisy graphics; above
-  :data:`LARGE` pixels only ``tables``, which decodes about twice as fast
-  as ``strips`` for a few percent more bytes: at that size the time to
-  open an image is what users notice;
+- by default, the ``strips`` coder, and bzip2 of the packed rows, which
+  now and then wins on noisy graphics; above :data:`LARGE` pixels only
+  ``tables``, which decodes about twice as fast as ``strips`` for a few
+  percent more bytes: at that size the time to open an image is what
+  users notice. Below it ``tables`` is rarely the smaller, and trying it
+  costs save time (docs/bench-results.md);
 - with ``optimize=True``, the three context coders (``strips`` also in
   one strip, smaller but decoded on one core) and bzip2, each with a
   second palette order; above :data:`LARGE` only the context coders, in
@@ -85,7 +86,7 @@ _ONE_STRIP = Candidate(layout.STRIPS, one_strip=True)
 _BZIP2, _XZ = Candidate(layout.BZIP2), Candidate(layout.XZ)
 _TABLES = Candidate(layout.TABLES)
 POLICY = {
-    "default": Plan((_STRIPS, _TABLES, _BZIP2), if_bzip2_wins=(_XZ,)),
+    "default": Plan((_STRIPS, _BZIP2), if_bzip2_wins=(_XZ,)),
     "default, large": Plan((_TABLES,)),
     # Not xz's extreme setting: a few percent smaller, for five times the time.
     "optimize": Plan(

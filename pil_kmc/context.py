@@ -141,17 +141,25 @@ def _decode_in_strips(
     # pixels (index 0 where a partial one was cut), and an error discards
     # the plane. Zeroing a large plane first costs a pass over its memory.
     out = np.empty((height, width), np.uint8)
-    # One call per strip: the pool's threads take the next strip as they finish,
-    # so a strip that costs more than the rest does not hold up a fixed share.
-    codes = parallel.in_threads(
-        [
-            lambda i=i: decode_range(stream, width, height, k, partial, i, i + 1, out)
-            for i in range(strips)
-        ]
-    )
-    for code in codes:  # the first strip's problem is the one reported
-        _check(code, name, k)
+
+    # A few runs of strips per thread: the pool's threads take the next run as
+    # they finish one, so a strip that costs more than the rest does not hold up
+    # a fixed share, and each call's setup (method 6 reads the image's tables)
+    # is paid a few times, not once a strip. After an error no run starts, and
+    # the first run's problem is the one reported.
+    def run(first: int, last: int) -> None:
+        _check(decode_range(stream, width, height, k, partial, first, last, out), name, k)
+
+    pieces = _pieces(strips, 4 * parallel.workers())
+    parallel.in_threads([lambda p=p: run(*p) for p in pieces])
     return out
+
+
+def _pieces(n: int, most: int) -> list[tuple[int, int]]:
+    """``range(n)`` cut into at most ``most`` runs of nearly equal length, as (first, last)."""
+    count = max(1, min(n, most))
+    bounds = [n * i // count for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def encode_tables(indices: np.ndarray, k: int, rows: int | None = None) -> bytes:
@@ -167,10 +175,17 @@ def encode_tables(indices: np.ndarray, k: int, rows: int | None = None) -> bytes
     if not 1 <= rows <= height or (rows < height and rows * width < MIN_STRIP_PIXELS):
         raise ValueError(f"invalid rows per strip {rows} for a {width}x{height} plane")
     strips = [(y0, min(rows, height - y0)) for y0 in range(0, height, rows)]
+    # One run of whole strips per thread: each run's counts are a fixed 0.5 MB.
+    runs = [
+        (first * rows, min(height, last * rows) - first * rows)
+        for first, last in _pieces(len(strips), parallel.workers())
+    ]
     counts = parallel.in_threads(
-        [lambda s=s: _kmc.tables_count(plane, width, height, *s, k) for s in strips]
+        [lambda r=r: _kmc.tables_count(plane, width, height, *r, rows, k) for r in runs]
     )
-    total = np.sum([np.frombuffer(c, np.uint64) for c in counts], axis=0, dtype=np.uint64)
+    total = np.zeros(_kmc.TABLES_COUNTS, np.uint64)
+    for c in counts:
+        total += np.frombuffer(c, np.uint64)
     tables = _kmc.tables_image(total.tobytes(), k)
     parts = parallel.in_threads(
         [lambda s=s: _kmc.tables_strip(plane, width, height, *s, k, tables) for s in strips]

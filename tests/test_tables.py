@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import pil_kmc  # noqa: F401
-from pil_kmc import context, layout
+from pil_kmc import _kmc, context, layout, parallel
 from pil_kmc.layout import FormatError
 
 from .reference import tables6 as reference
@@ -243,3 +243,40 @@ def test_fixture_streams_decode_the_same_compiled_and_by_reference(path):
     if not path.stem.endswith("reference"):  # the compiled writer's: still the same bytes
         rows = struct.unpack(">I", stream[:4])[0]
         assert context.encode_tables(plane, k, rows=rows) == stream
+
+
+def test_the_bytes_do_not_depend_on_the_threads():
+    plane = _blocks(9, shape=(1200, 300), k=60, noise=0.2)  # 5 strips of 256 rows
+    many = context.encode_tables(plane, 60, rows=256)
+    parallel.limit(1)
+    try:
+        assert context.encode_tables(plane, 60, rows=256) == many
+    finally:
+        parallel.limit(None)
+    assert np.array_equal(context.decode_tables(many, 300, 1200, 60), plane)
+
+
+def test_counts_that_no_plane_gives_are_refused():
+    counts = np.zeros(_kmc.TABLES_COUNTS, np.uint64)
+    counts[0] = 10
+    literal = counts.copy()
+    literal[512 * 6 + 3 * 256 + 0] = 5  # a literal d = 0 under L = 3: that pixel is L
+    huge = counts.copy()
+    huge[:2] = 1 << 63  # sums that wrap
+    for bad in (literal, huge):
+        with pytest.raises(ValueError):
+            _kmc.tables_image(bad.tobytes(), 5)
+    assert _kmc.tables_image(counts.tobytes(), 5)
+
+
+def test_a_cut_strip_whose_declared_length_breaks_the_rules_is_refused():
+    plane = _blocks(10, shape=(600, 300), k=30, noise=0.1)
+    stream = bytearray(context.encode_tables(plane, 30, rows=256))
+    tables = struct.unpack(">I", stream[4:8])[0]
+    first = struct.unpack(">I", stream[8:12])[0]
+    second = 8 + 4 * 3 + tables + first  # where strip 1's data starts
+    declared = struct.unpack(">I", stream[12:16])[0]
+    stream[second : second + 4] = struct.pack(">I", declared)  # H past the strip's end
+    cut = bytes(stream[: second + 40])
+    with pytest.raises(FormatError, match="strip table"):
+        context.decode_tables(cut, 300, 600, 30, partial=True)
