@@ -10,7 +10,7 @@
  * Decoder: every length and table is validated before use; the slot tables
  * have a fixed size and unused contexts hold an entry that rejects the
  * stream, so the pixel loop needs no check besides the words' end.
- * Encoder: counts (per strip, summed by the caller), the image's tables from
+ * Encoder: counts (per run of strips, summed by the caller), the image's tables from
  * the counts, then each strip on its own, so the caller can run strips in
  * parallel threads. The encoder's estimates are integer fixed point, so the
  * same plane gives the same bytes on every machine.
