@@ -26,7 +26,14 @@ every cell whose colours all fall in one cluster. So :func:`cluster` runs:
    iterations only reach the nearest local optimum; a swap can leave it
    for a better one; where points times clusters are few, seeding,
    iterations and swaps run _RESTARTS times and the lowest error goes on;
-4. **refinement**: Lloyd's iterations to convergence on the grids two, four
+4. **rebalancing** on that grid (:func:`_rebalance`): a few rounds that each
+   move several centroids at once from where they serve least (the points of
+   a cluster whose loss costs little go to their second nearest centroid)
+   to where a split gains most (a cluster spread along one axis is cut in
+   two along it), then take a few Lloyd steps, kept only if the weighted
+   error fell. Lloyd's optima leave some clusters crowded and some
+   redundant; a swap moves one centroid per trial, a round many;
+5. **refinement**: Lloyd's iterations to convergence on the grids two, four
    and eight times finer per channel (or on the distinct colours themselves
    once a grid would not halve their number, or when the finest grid is
    coarse for k clusters), each from the previous stage's centroids.
@@ -84,8 +91,8 @@ _CONVERGED = 1e-4
 # _MIN_STEPS. The assignments share out between threads (exact.closest), and
 # the finer stages' cap is set so that the two cores of the machine the
 # budget was measured on save in the time one core took with half of it.
-_SEED_STAGE_WORK = 100_000_000
-_STAGE_WORK = 300_000_000
+_SEED_STAGE_WORK = 50_000_000
+_STAGE_WORK = 150_000_000
 _MIN_STEPS = 2
 _STEP_OVERHEAD = 128
 # k-means|| replaces k-means++ from this many points times clusters (k = 256 on
@@ -113,11 +120,23 @@ _MIN_TRIALS = 3
 # one swap budget.
 _RESTARTS = 3
 _RESTART_WORK = 200_000
+# Rebalancing (_rebalance): this many rounds, each of at most k / _MOVED_SHARE
+# moves, then this many Lloyd steps. A move is proposed where the split's
+# estimated gain exceeds _GAIN_PER_LOSS times the removed centroid's loss:
+# that loss, with its points sent to their second nearest centroid and no
+# other moving, overstates the cost of what Lloyd's steps then settle.
+# docs/kmeans.md has how these were chosen.
+_REBALANCE_ROUNDS = 3
+_REBALANCE_STEPS = 4
+_MOVED_SHARE = 8
+_GAIN_PER_LOSS = 0.5
 # The exact colours get a stage of their own after the finest grid when that
 # has fewer cells than this per cluster (a cluster a few cells wide is served
 # poorly by whole cells), or when points x clusters are at most _EXACT_STAGE_WORK.
 _FINE_CELLS_PER_CLUSTER = 128
 _EXACT_STAGE_WORK = 1_000_000
+# Power iterations for a cluster's principal axis (_split_plan).
+_POWER_STEPS = 8
 # The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
 
@@ -393,6 +412,7 @@ def cluster(
         else:
             centroids = kmeans_plusplus(points, w, k, rng)
         state = _swaps(fit, fit.run(centroids, steps, tol), rng, steps, tol, restarts)
+        state = _rebalance(fit, state, tol)
         if best is None or state.error < best.error:
             best = state
     centroids = best.centroids
@@ -487,6 +507,7 @@ class _Lloyd:
         # Integer counts times integer squares: exact in float64 in any order.
         self.spread = float(np.einsum("i,i", weights, self.squares))
         self.weighted = [weights * self.points[:, c] for c in range(self.points.shape[1])]
+        self.moments: dict | None = None  # for _split_plan, made when first needed
 
     def assign(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Labels, scores and the weighted squared error of ``centroids``."""
@@ -607,6 +628,120 @@ def _best_swap(
     after += exact.weighted_sums(np.ascontiguousarray(kept.T), weights)
     victim, t = divmod(int(np.argmin(after)), m)
     return victim, int(where[t])
+
+
+def _rebalance(fit: _Lloyd, state: _State, tol: float) -> _State:
+    """Rounds of utility moves from ``state``, in the manner of ELBG (Patanè and Russo, 2001).
+
+    Each round pairs the centroids whose loss costs least with the clusters
+    whose split gains most (:func:`_split_plan`): each such centroid goes
+    to one half of its partner's cluster, the partner to the other. A pair
+    is proposed only where the gain exceeds _GAIN_PER_LOSS times the loss,
+    at most k / _MOVED_SHARE of them. _REBALANCE_STEPS Lloyd steps follow
+    and the round is kept only if the weighted error fell; after a round
+    that did not, the next proposes half as many pairs. Losses are exact
+    (the second nearest scores of :func:`~pil_kmc.exact.closest`) and gains
+    are sums and products in a fixed order, so the same rounds are kept on
+    every machine.
+    """
+    k = len(state.centroids)
+    if k < 2 or len(fit.points) <= k:
+        return state
+    pairs = max(1, k // _MOVED_SHARE)
+    for _ in range(_REBALANCE_ROUNDS):
+        labels, first, second = exact.closest(fit.snapped, exact.snap(state.centroids), True)
+        gap = 2 * (second.astype(np.float64) - first)  # squared distance, second minus first
+        loss = np.bincount(labels, weights=fit.weights * gap, minlength=k)
+        halves, gain = _split_plan(fit, labels, k)
+        moves = _pairs(loss, gain, pairs)
+        if not moves:
+            break
+        candidate = state.centroids.copy()
+        for removed, split in moves:
+            candidate[removed], candidate[split] = halves[split]
+        trial = fit.run(candidate, _REBALANCE_STEPS, tol)
+        if trial.error < state.error:
+            state = trial
+        else:
+            pairs = max(1, len(moves) // 2)
+    return state
+
+
+def _pairs(loss: np.ndarray, gain: np.ndarray, most: int) -> list[tuple[int, int]]:
+    """Up to ``most`` disjoint (removed, split) pairs: least loss with greatest gain, in turn.
+
+    Pairing stops at the first whose gain is not above _GAIN_PER_LOSS
+    times the loss; ties go to the lower index.
+    """
+    cheapest = np.argsort(loss, kind="stable")
+    richest = np.argsort(-gain, kind="stable")
+    used = np.zeros(len(loss), dtype=bool)
+    moves: list[tuple[int, int]] = []
+    g = 0
+    for removed in cheapest:
+        if len(moves) == most:
+            break
+        if used[removed]:
+            continue
+        while g < len(richest) and (used[richest[g]] or richest[g] == removed):
+            g += 1
+        if g == len(richest):
+            break
+        split = richest[g]
+        if not gain[split] > _GAIN_PER_LOSS * loss[removed]:
+            break
+        used[removed] = used[split] = True
+        moves.append((int(removed), int(split)))
+    return moves
+
+
+def _split_plan(fit: _Lloyd, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each cluster's two halves across its principal axis, and what the split gains.
+
+    A cluster of mass M whose points spread with variance L along their
+    principal axis v, cut in two there, loses about ``(2 / pi) * L * M`` of
+    its squared error, and its halves' means lie near ``mean +- sqrt(2 L /
+    pi) * v`` (exact for a normal distribution). Returns the halves (k, 2,
+    C) and the gains (k,), in the snapped units of :func:`exact.closest`'s
+    scores. The axis comes from power iteration on the weighted covariance,
+    in plain products and sums (no LAPACK), so the same on every machine.
+    """
+    channels = fit.points.shape[1]
+    if fit.moments is None:  # each point's weighted products, per pair of channels
+        x = fit.points.astype(np.float64)
+        fit.moments = {
+            (a, b): fit.weights * x[:, a] * x[:, b]
+            for a in range(channels)
+            for b in range(a, channels)
+        }
+    mass = np.bincount(labels, weights=fit.weights, minlength=k)
+    share = 1 / np.maximum(mass, 1e-300)  # empty clusters have no spread
+    mean = [
+        np.bincount(labels, weights=fit.weighted[c], minlength=k) * share for c in range(channels)
+    ]
+    cov = [[None] * channels for _ in range(channels)]
+    for (a, b), product in fit.moments.items():
+        cov[a][b] = cov[b][a] = (
+            np.bincount(labels, weights=product, minlength=k) * share - mean[a] * mean[b]
+        )
+    # Start from the covariance's column of the widest channel: the principal
+    # axis is never orthogonal to it unless the cluster has no spread.
+    widest = np.argmax(np.stack([cov[c][c] for c in range(channels)]), axis=0)
+    axis = [np.choose(widest, [cov[c][d] for d in range(channels)]) for c in range(channels)]
+    for _ in range(_POWER_STEPS):
+        axis = [sum(cov[c][d] * axis[d] for d in range(channels)) for c in range(channels)]
+        norm = np.sqrt(sum(v * v for v in axis))
+        norm[norm == 0] = 1
+        axis = [v / norm for v in axis]
+    spread = sum(
+        axis[c] * sum(cov[c][d] * axis[d] for d in range(channels)) for c in range(channels)
+    )
+    spread = np.maximum(spread, 0)
+    reach = np.sqrt(2 * spread / np.pi)
+    offset = np.stack([reach * v for v in axis], axis=1)
+    centre = np.stack(mean, axis=1)
+    halves = np.stack([centre - offset, centre + offset], axis=1)
+    return halves, (2 / np.pi) * spread * mass * exact.SNAP[channels] ** 2
 
 
 def _seed_stage(stages: list, values: np.ndarray, k: int) -> int:

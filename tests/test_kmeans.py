@@ -156,6 +156,93 @@ def test_best_swap_is_the_swap_with_the_least_error(channels, n, k, seed):
     assert (victim, point) == (j, int(where[t]))
 
 
+def _blob(rng, centre, spread, n):
+    return np.asarray(centre, np.float64) + rng.normal(0, spread, (n, len(centre)))
+
+
+def test_rebalancing_moves_a_redundant_centroid_to_a_cluster_that_needs_two():
+    # Two centroids share a tight blob while one serves two blobs far apart
+    # from the middle between them: a fixed point of Lloyd's steps, which a
+    # swap of one centroid at a time (or a round of rebalancing) leaves.
+    rng = np.random.default_rng(7)
+    points = np.vstack(
+        [
+            _blob(rng, (40, 40, 40), 2, 300),
+            _blob(rng, (150, 200, 60), 2, 300),
+            _blob(rng, (210, 200, 60), 2, 300),
+        ]
+    ).astype(np.float32)
+    weights = np.ones(len(points))
+    start = np.array([[39, 40, 40], [41, 40, 40], [180, 200, 60]], np.float32)
+    fit = kmeans._Lloyd(points, weights)
+    stuck = fit.run(start, 50, 0.01)
+    assert abs(stuck.centroids[2, 0] - 180) < 2  # Lloyd alone stays put
+    state = kmeans._rebalance(fit, stuck, 0.01)
+    assert state.error < stuck.error / 10
+    found = np.sort(np.rint(state.centroids[:, 0] / 10) * 10)
+    assert list(found) == [40, 150, 210]
+
+
+@given(st.integers(1, 4), st.integers(3, 300), st.integers(2, 40), st.integers(0, 2**32 - 1))
+def test_rebalancing_keeps_a_round_only_if_the_error_falls(channels, n, k, seed):
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 256, (n, channels)).astype(np.float32)
+    weights = rng.integers(1, 100, n).astype(np.float64)
+    fit = kmeans._Lloyd(points, weights)
+    state = fit.run(points[rng.choice(n, min(k, n), replace=False)], 5, 0.01)
+    after = kmeans._rebalance(fit, state, 0.01)
+    assert after.error <= state.error
+    assert after.error == fit.assign(after.centroids)[2]  # the exact error it reports
+    again = kmeans._rebalance(fit, state, 0.01)
+    assert np.array_equal(again.centroids, after.centroids)
+
+
+@given(st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_split_plan_cuts_each_cluster_across_its_principal_axis(channels, seed):
+    # A cluster drawn along one direction: the halves lie on that axis, either
+    # side of the mean, sqrt(2 L / pi) from it, and the gain is (2 / pi) L M.
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=channels)
+    direction /= np.linalg.norm(direction)
+    along = rng.normal(0, 20, 400)
+    points = (128 + along[:, None] * direction + rng.normal(0, 1, (400, channels))).astype(
+        np.float32
+    )
+    weights = rng.integers(1, 5, 400).astype(np.float64)
+    fit = kmeans._Lloyd(points, weights)
+    halves, gain = kmeans._split_plan(fit, np.zeros(400, np.intp), 1)
+    x = points.astype(np.float64)
+    mean = weights @ x / weights.sum()
+    cov = ((x - mean).T * weights) @ (x - mean) / weights.sum()
+    spread = np.linalg.eigvalsh(cov)[-1]
+    reach = np.sqrt(2 * spread / np.pi)
+    offset = (halves[0, 1] - halves[0, 0]) / 2
+    assert np.allclose((halves[0, 0] + halves[0, 1]) / 2, mean, atol=1e-6)
+    assert np.isclose(np.linalg.norm(offset), reach, rtol=1e-3)
+    assert abs(offset @ direction) / np.linalg.norm(offset) > 0.99
+    expected = 2 / np.pi * spread * weights.sum() * exact.SNAP[channels] ** 2
+    assert np.isclose(gain[0], expected, rtol=1e-3)
+
+
+def test_split_plan_of_an_empty_or_single_point_cluster_gains_nothing():
+    points = np.array([[10, 20, 30], [50, 50, 50]], np.float32)
+    fit = kmeans._Lloyd(points, np.array([3.0, 1.0]))
+    halves, gain = kmeans._split_plan(fit, np.array([0, 2]), 3)
+    assert gain[0] == 0 and gain[1] == 0 and gain[2] == 0
+    assert np.array_equal(halves[0, 0], halves[0, 1])
+    assert np.isfinite(halves).all()
+
+
+def test_pairs_match_the_cheapest_losses_with_the_richest_splits():
+    loss = np.array([5.0, 1.0, 9.0, 2.0, 100.0])
+    gain = np.array([0.0, 0.5, 30.0, 1.0, 400.0])
+    # 1 (loss 1) goes to split 4; 3 (loss 2) to split 2; 0 (loss 5) would
+    # take split 3 (gain 1), not above half its loss: pairing stops there.
+    assert kmeans._pairs(loss, gain, 5) == [(1, 4), (3, 2)]
+    assert kmeans._pairs(loss, gain, 1) == [(1, 4)]
+    assert kmeans._pairs(loss, np.zeros(5), 5) == []
+
+
 def test_empty_cluster_is_reseeded_at_the_worst_served_point():
     points = np.array([[0, 0, 0], [1, 0, 0], [100, 0, 0]], np.float32)
     # The second centroid is far from every point: its cluster is empty.
