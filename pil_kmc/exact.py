@@ -91,9 +91,7 @@ def coefficients(c: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     return out
 
 
-def closest(
-    x: np.ndarray, c: np.ndarray, second: bool = False
-) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+def closest(x: np.ndarray, c: np.ndarray, second: bool = False) -> tuple[np.ndarray, ...]:
     """Index of the nearest row of ``c`` for each row of ``x``, and ``|c|^2 / 2 - x.c`` there.
 
     ``x`` comes with a column of ones (:func:`with_ones`), so that one
@@ -103,8 +101,8 @@ def closest(
     in float32, 2**52 in float64): whatever order a machine's matrix code
     adds them in, the ranking is the same. Ties go to
     the lower index. The scores of a block of rows stay in cache. With
-    ``second``, also the second lowest score of each row (infinite with one
-    row in ``c``). From PARALLEL_WORK multiply-adds, the rows are ranked in
+    ``second``, also the second lowest score of each row and its index
+    (infinite and 0 with one row in ``c``). From PARALLEL_WORK multiply-adds, the rows are ranked in
     parallel threads, one share of them each: every row's result is its own,
     so the results are the same whatever the threads.
     """
@@ -112,22 +110,31 @@ def closest(
     labels = np.empty(len(x), dtype=np.intp)
     best = np.empty(len(x), dtype=x.dtype)
     runner_up = np.empty(len(x), dtype=x.dtype) if second else None
+    second_labels = np.empty(len(x), dtype=np.intp) if second else None
     rows = max(1, min(len(x), PRODUCT_WORK // coef.size))
     shares = min(parallel.workers(), x.size * coef.shape[1] // PARALLEL_WORK, -(-len(x) // rows))
     if shares < 2:
-        _closest_rows(x, coef, rows, 0, len(x), labels, best, runner_up)
+        _closest_rows(x, coef, rows, 0, len(x), labels, best, runner_up, second_labels)
     else:
         step = -(-len(x) // (shares * rows)) * rows  # whole blocks per share
         parallel.in_threads(
             [
                 lambda start=start: _closest_rows(
-                    x, coef, rows, start, min(start + step, len(x)), labels, best, runner_up
+                    x,
+                    coef,
+                    rows,
+                    start,
+                    min(start + step, len(x)),
+                    labels,
+                    best,
+                    runner_up,
+                    second_labels,
                 )
                 for start in range(0, len(x), step)
             ]
         )
     if second:
-        return labels, best, runner_up
+        return labels, best, runner_up, second_labels
     return labels, best
 
 
@@ -140,6 +147,7 @@ def _closest_rows(
     labels: np.ndarray,
     best: np.ndarray,
     runner_up: np.ndarray | None,
+    second_labels: np.ndarray | None,
 ) -> None:
     """:func:`closest` for rows ``start:end`` of ``x``, in blocks of ``rows``, into the outputs."""
     k = coef.shape[1]
@@ -157,7 +165,9 @@ def _closest_rows(
         best[first : first + n] = flat[at]
         if runner_up is not None:
             flat[at] = np.inf
-            s.min(axis=1, out=runner_up[first : first + n])
+            other = second_labels[first : first + n]
+            s.argmin(axis=1, out=other)
+            runner_up[first : first + n] = flat[offsets[:n] + other]
 
 
 def greatest_gain(gains: np.ndarray, weights32: np.ndarray, weights: np.ndarray) -> int:

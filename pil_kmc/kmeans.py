@@ -89,8 +89,10 @@ _CONVERGED = 1e-4
 # one's. The cap is a time budget: a 512 x 512 photograph at k = 256 must
 # save within pngquant --speed 4's time (bench/kmeans.py); never fewer than
 # _MIN_STEPS. The assignments share out between threads (exact.closest), and
-# the finer stages' cap is set so that the two cores of the machine the
+# the finer stages' cap was set so that the two cores of the machine the
 # budget was measured on save in the time one core took with half of it.
+# Both were then halved to pay for the rebalancing rounds, whose Lloyd steps
+# gain more than the stages' last ones (docs/kmeans.md, fourth round).
 _SEED_STAGE_WORK = 50_000_000
 _STAGE_WORK = 150_000_000
 _MIN_STEPS = 2
@@ -120,12 +122,12 @@ _MIN_TRIALS = 3
 # one swap budget.
 _RESTARTS = 3
 _RESTART_WORK = 200_000
-# Rebalancing (_rebalance): this many rounds, each of at most k / _MOVED_SHARE
-# moves, then this many Lloyd steps. A move is proposed where the split's
-# estimated gain exceeds _GAIN_PER_LOSS times the removed centroid's loss:
-# that loss, with its points sent to their second nearest centroid and no
-# other moving, overstates the cost of what Lloyd's steps then settle.
-# docs/kmeans.md has how these were chosen.
+# Rebalancing (_rebalance): this many rounds, each of at most k // _MOVED_SHARE
+# moves (at least one), then this many Lloyd steps. A move is proposed where
+# the split's estimated gain exceeds _GAIN_PER_LOSS times the removed
+# centroid's loss: that loss, with its points sent to their second nearest
+# centroid and no other moving, overstates the cost once Lloyd's steps have
+# let the neighbours close in. docs/kmeans.md has how these were chosen.
 _REBALANCE_ROUNDS = 3
 _REBALANCE_STEPS = 4
 _MOVED_SHARE = 8
@@ -135,7 +137,9 @@ _GAIN_PER_LOSS = 0.5
 # poorly by whole cells), or when points x clusters are at most _EXACT_STAGE_WORK.
 _FINE_CELLS_PER_CLUSTER = 128
 _EXACT_STAGE_WORK = 1_000_000
-# Power iterations for a cluster's principal axis (_split_plan).
+# Power iterations for a cluster's principal axis (_split_plan). The split
+# needs its direction roughly: a few degrees off changes the gain by a
+# fraction of a percent, and the Lloyd steps after the move settle the rest.
 _POWER_STEPS = 8
 # The coarse grid has at most this many cells.
 _COARSE_CELLS = 4096
@@ -507,7 +511,19 @@ class _Lloyd:
         # Integer counts times integer squares: exact in float64 in any order.
         self.spread = float(np.einsum("i,i", weights, self.squares))
         self.weighted = [weights * self.points[:, c] for c in range(self.points.shape[1])]
-        self.moments: dict | None = None  # for _split_plan, made when first needed
+        self._moments: dict[tuple[int, int], np.ndarray] | None = None
+
+    def moments(self) -> dict[tuple[int, int], np.ndarray]:
+        """Each point's weight times its values in channels a and b, for every a <= b."""
+        if self._moments is None:  # only the stages that are rebalanced need them
+            x = self.points.astype(np.float64)
+            channels = x.shape[1]
+            self._moments = {
+                (a, b): self.weights * x[:, a] * x[:, b]
+                for a in range(channels)
+                for b in range(a, channels)
+            }
+        return self._moments
 
     def assign(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Labels, scores and the weighted squared error of ``centroids``."""
@@ -590,7 +606,7 @@ def _swaps(
         if where is None:  # every point sits on a centroid
             break
         if nearest is None:  # once per kept swap
-            labels, *scores = exact.closest(fit.snapped, exact.snap(state.centroids), True)
+            labels, *scores, _ = exact.closest(fit.snapped, exact.snap(state.centroids), True)
             nearest = [labels] + [fit.squares + 2 * s.astype(np.float64) for s in scores]
         victim, point = _best_swap(fit, k, *nearest, where)
         candidate = state.centroids.copy()
@@ -634,26 +650,31 @@ def _rebalance(fit: _Lloyd, state: _State, tol: float) -> _State:
     """Rounds of utility moves from ``state``, in the manner of ELBG (Patanè and Russo, 2001).
 
     Each round pairs the centroids whose loss costs least with the clusters
-    whose split gains most (:func:`_split_plan`): each such centroid goes
-    to one half of its partner's cluster, the partner to the other. A pair
-    is proposed only where the gain exceeds _GAIN_PER_LOSS times the loss,
-    at most k / _MOVED_SHARE of them. _REBALANCE_STEPS Lloyd steps follow
-    and the round is kept only if the weighted error fell; after a round
-    that did not, the next proposes half as many pairs. Losses are exact
-    (the second nearest scores of :func:`~pil_kmc.exact.closest`) and gains
-    are sums and products in a fixed order, so the same rounds are kept on
-    every machine.
+    whose split gains most (:func:`_pairs`, :func:`_split_plan`): each such
+    centroid goes to one half of its partner's cluster, the partner to the
+    other. _REBALANCE_STEPS Lloyd steps follow and the round is kept only if
+    the weighted error fell; after a round that did not, the next proposes
+    half as many pairs, and none follows a rejected single pair. Losses are
+    exact (the second nearest scores of :func:`~pil_kmc.exact.closest`) and
+    gains are sums and products in a fixed order, so the same rounds are
+    kept on every machine.
     """
     k = len(state.centroids)
     if k < 2 or len(fit.points) <= k:
         return state
     pairs = max(1, k // _MOVED_SHARE)
     for _ in range(_REBALANCE_ROUNDS):
-        labels, first, second = exact.closest(fit.snapped, exact.snap(state.centroids), True)
+        labels, first, second, runner_up = exact.closest(
+            fit.snapped, exact.snap(state.centroids), True
+        )
         gap = 2 * (second.astype(np.float64) - first)  # squared distance, second minus first
         loss = np.bincount(labels, weights=fit.weights * gap, minlength=k)
+        # Centroids next to each other: one is the second nearest of a point of the other's.
+        beside = np.zeros((k, k), dtype=bool)
+        beside[labels, runner_up] = True
+        beside |= beside.T
         halves, gain = _split_plan(fit, labels, k)
-        moves = _pairs(loss, gain, pairs)
+        moves = _pairs(loss, gain, beside, pairs)
         if not moves:
             break
         candidate = state.centroids.copy()
@@ -662,26 +683,34 @@ def _rebalance(fit: _Lloyd, state: _State, tol: float) -> _State:
         trial = fit.run(candidate, _REBALANCE_STEPS, tol)
         if trial.error < state.error:
             state = trial
+        elif len(moves) == 1:  # the next round would propose it again
+            break
         else:
-            pairs = max(1, len(moves) // 2)
+            pairs = len(moves) // 2
     return state
 
 
-def _pairs(loss: np.ndarray, gain: np.ndarray, most: int) -> list[tuple[int, int]]:
+def _pairs(
+    loss: np.ndarray, gain: np.ndarray, beside: np.ndarray, most: int
+) -> list[tuple[int, int]]:
     """Up to ``most`` disjoint (removed, split) pairs: least loss with greatest gain, in turn.
 
-    Pairing stops at the first whose gain is not above _GAIN_PER_LOSS
-    times the loss; ties go to the lower index.
+    A centroid's loss counts its points at their second nearest centroid,
+    so two centroids ``beside`` each other (a (k, k) bool matrix) are never
+    both removed: the points of each would lose the other too. Pairing
+    stops at the first pair whose gain is not above _GAIN_PER_LOSS times
+    the loss; ties go to the lower index.
     """
     cheapest = np.argsort(loss, kind="stable")
     richest = np.argsort(-gain, kind="stable")
     used = np.zeros(len(loss), dtype=bool)
+    kept = np.zeros(len(loss), dtype=bool)  # beside a removed centroid: kept in place
     moves: list[tuple[int, int]] = []
     g = 0
     for removed in cheapest:
         if len(moves) == most:
             break
-        if used[removed]:
+        if used[removed] or kept[removed]:
             continue
         while g < len(richest) and (used[richest[g]] or richest[g] == removed):
             g += 1
@@ -691,6 +720,7 @@ def _pairs(loss: np.ndarray, gain: np.ndarray, most: int) -> list[tuple[int, int
         if not gain[split] > _GAIN_PER_LOSS * loss[removed]:
             break
         used[removed] = used[split] = True
+        kept |= beside[removed]
         moves.append((int(removed), int(split)))
     return moves
 
@@ -702,32 +732,31 @@ def _split_plan(fit: _Lloyd, labels: np.ndarray, k: int) -> tuple[np.ndarray, np
     principal axis v, cut in two there, loses about ``(2 / pi) * L * M`` of
     its squared error, and its halves' means lie near ``mean +- sqrt(2 L /
     pi) * v`` (exact for a normal distribution). Returns the halves (k, 2,
-    C) and the gains (k,), in the snapped units of :func:`exact.closest`'s
-    scores. The axis comes from power iteration on the weighted covariance,
+    C), in the points' units, and the gains (k,), as weighted squared
+    distances in snapped units like the losses of :func:`_rebalance`; a gain
+    below one such unit (the rounding left in a one-point cluster's spread)
+    is 0. The axis comes from power iteration on the weighted covariance,
     in plain products and sums (no LAPACK), so the same on every machine.
     """
     channels = fit.points.shape[1]
-    if fit.moments is None:  # each point's weighted products, per pair of channels
-        x = fit.points.astype(np.float64)
-        fit.moments = {
-            (a, b): fit.weights * x[:, a] * x[:, b]
-            for a in range(channels)
-            for b in range(a, channels)
-        }
     mass = np.bincount(labels, weights=fit.weights, minlength=k)
     share = 1 / np.maximum(mass, 1e-300)  # empty clusters have no spread
     mean = [
         np.bincount(labels, weights=fit.weighted[c], minlength=k) * share for c in range(channels)
     ]
-    cov = [[None] * channels for _ in range(channels)]
-    for (a, b), product in fit.moments.items():
+    cov = [[np.zeros(k)] * channels for _ in range(channels)]
+    for (a, b), product in fit.moments().items():
         cov[a][b] = cov[b][a] = (
             np.bincount(labels, weights=product, minlength=k) * share - mean[a] * mean[b]
         )
-    # Start from the covariance's column of the widest channel: the principal
-    # axis is never orthogonal to it unless the cluster has no spread.
+    # The start: the covariance's column of the widest channel, plus as much
+    # again along the diagonal of the colour cube. Either alone can be
+    # orthogonal to the principal axis (then a lesser one is split); their
+    # sum only by chance.
     widest = np.argmax(np.stack([cov[c][c] for c in range(channels)]), axis=0)
     axis = [np.choose(widest, [cov[c][d] for d in range(channels)]) for c in range(channels)]
+    length = np.sqrt(sum(v * v for v in axis) / channels)
+    axis = [v + length for v in axis]
     for _ in range(_POWER_STEPS):
         axis = [sum(cov[c][d] * axis[d] for d in range(channels)) for c in range(channels)]
         norm = np.sqrt(sum(v * v for v in axis))
@@ -741,7 +770,9 @@ def _split_plan(fit: _Lloyd, labels: np.ndarray, k: int) -> tuple[np.ndarray, np
     offset = np.stack([reach * v for v in axis], axis=1)
     centre = np.stack(mean, axis=1)
     halves = np.stack([centre - offset, centre + offset], axis=1)
-    return halves, (2 / np.pi) * spread * mass * exact.SNAP[channels] ** 2
+    gain = (2 / np.pi) * spread * mass * exact.SNAP[channels] ** 2
+    gain[gain < 1] = 0
+    return halves, gain
 
 
 def _seed_stage(stages: list, values: np.ndarray, k: int) -> int:

@@ -139,7 +139,7 @@ def test_best_swap_is_the_swap_with_the_least_error(channels, n, k, seed):
     centroids = points[rng.choice(n, min(k, n), replace=False)]
     k = len(centroids)
     fit = kmeans._Lloyd(points, weights)
-    labels, first, second = exact.closest(fit.snapped, exact.snap(centroids), second=True)
+    labels, first, second, _ = exact.closest(fit.snapped, exact.snap(centroids), second=True)
     d1 = fit.squares + 2 * first.astype(np.float64)
     d2 = fit.squares + 2 * second.astype(np.float64)
     where = rng.integers(0, n, 3)
@@ -156,22 +156,13 @@ def test_best_swap_is_the_swap_with_the_least_error(channels, n, k, seed):
     assert (victim, point) == (j, int(where[t]))
 
 
-def _blob(rng, centre, spread, n):
-    return np.asarray(centre, np.float64) + rng.normal(0, spread, (n, len(centre)))
-
-
 def test_rebalancing_moves_a_redundant_centroid_to_a_cluster_that_needs_two():
     # Two centroids share a tight blob while one serves two blobs far apart
     # from the middle between them: a fixed point of Lloyd's steps, which a
     # swap of one centroid at a time (or a round of rebalancing) leaves.
     rng = np.random.default_rng(7)
-    points = np.vstack(
-        [
-            _blob(rng, (40, 40, 40), 2, 300),
-            _blob(rng, (150, 200, 60), 2, 300),
-            _blob(rng, (210, 200, 60), 2, 300),
-        ]
-    ).astype(np.float32)
+    points = blobs(rng, np.array([[40, 40, 40], [150, 200, 60], [210, 200, 60]]), spread=2)
+    points = points.astype(np.float32)
     weights = np.ones(len(points))
     start = np.array([[39, 40, 40], [41, 40, 40], [180, 200, 60]], np.float32)
     fit = kmeans._Lloyd(points, weights)
@@ -195,6 +186,31 @@ def test_rebalancing_keeps_a_round_only_if_the_error_falls(channels, n, k, seed)
     assert after.error == fit.assign(after.centroids)[2]  # the exact error it reports
     again = kmeans._rebalance(fit, state, 0.01)
     assert np.array_equal(again.centroids, after.centroids)
+
+
+def test_a_round_that_raises_the_error_is_dropped_and_the_next_proposes_half():
+    rng = np.random.default_rng(3)
+    points = rng.integers(0, 256, (3000, 3)).astype(np.float32)
+    fit = kmeans._Lloyd(points, rng.integers(1, 9, 3000).astype(np.float64))
+    start = fit.run(points[:64], 100, 0.01)
+    proposed = []
+
+    def harmful(fit, labels, k):  # every split "gains" much, and both halves land in a corner
+        return np.full((k, 2, 3), 255.0), np.full(k, 1e12)
+
+    def count(*args):
+        moves = pairs(*args)
+        proposed.append(len(moves))
+        return moves
+
+    pairs = kmeans._pairs
+    with (
+        mock.patch.object(kmeans, "_split_plan", harmful),
+        mock.patch.object(kmeans, "_pairs", count),
+    ):
+        after = kmeans._rebalance(fit, start, 0.01)
+    assert proposed == [8, 4, 2]
+    assert after is start
 
 
 @given(st.integers(1, 4), st.integers(0, 2**32 - 1))
@@ -225,8 +241,10 @@ def test_split_plan_cuts_each_cluster_across_its_principal_axis(channels, seed):
 
 
 def test_split_plan_of_an_empty_or_single_point_cluster_gains_nothing():
-    points = np.array([[10, 20, 30], [50, 50, 50]], np.float32)
-    fit = kmeans._Lloyd(points, np.array([3.0, 1.0]))
+    # Cells of a grid are points at their colours' mean, not integers: the
+    # rounding left in such a point's spread must not look like a gain.
+    points = np.array([[37.123, 20.71, 30.09], [50.5, 250.33, 0.7]], np.float32)
+    fit = kmeans._Lloyd(points, np.array([7.0, 13.0]))
     halves, gain = kmeans._split_plan(fit, np.array([0, 2]), 3)
     assert gain[0] == 0 and gain[1] == 0 and gain[2] == 0
     assert np.array_equal(halves[0, 0], halves[0, 1])
@@ -236,11 +254,23 @@ def test_split_plan_of_an_empty_or_single_point_cluster_gains_nothing():
 def test_pairs_match_the_cheapest_losses_with_the_richest_splits():
     loss = np.array([5.0, 1.0, 9.0, 2.0, 100.0])
     gain = np.array([0.0, 0.5, 30.0, 1.0, 400.0])
-    # 1 (loss 1) goes to split 4; 3 (loss 2) to split 2; 0 (loss 5) would
-    # take split 3 (gain 1), not above half its loss: pairing stops there.
-    assert kmeans._pairs(loss, gain, 5) == [(1, 4), (3, 2)]
-    assert kmeans._pairs(loss, gain, 1) == [(1, 4)]
-    assert kmeans._pairs(loss, np.zeros(5), 5) == []
+    apart = np.zeros((5, 5), dtype=bool)
+    # 1 (loss 1) goes to split 4, 3 (loss 2) to split 2; 0 (loss 5) is next,
+    # and no cluster but itself is left to split: pairing ends.
+    assert kmeans._pairs(loss, gain, apart, 5) == [(1, 4), (3, 2)]
+    assert kmeans._pairs(loss, gain, apart, 1) == [(1, 4)]
+    assert kmeans._pairs(loss, np.zeros(5), apart, 5) == []
+    # A gain of exactly half the loss is not enough.
+    assert kmeans._pairs(np.array([2.0, 8.0]), np.array([0.0, 1.0]), apart[:2, :2], 1) == []
+    assert kmeans._pairs(np.array([2.0, 8.0]), np.array([0.0, 1.5]), apart[:2, :2], 1) == [(0, 1)]
+
+
+def test_pairs_never_remove_two_centroids_beside_each_other():
+    loss = np.array([1.0, 2.0, 3.0, 50.0, 60.0])
+    gain = np.array([0.0, 0.0, 0.0, 100.0, 90.0])
+    beside = np.zeros((5, 5), dtype=bool)
+    beside[0, 1] = beside[1, 0] = True  # 1's points would go to 0, and 0's to 1
+    assert kmeans._pairs(loss, gain, beside, 5) == [(0, 3), (2, 4)]
 
 
 def test_empty_cluster_is_reseeded_at_the_worst_served_point():
@@ -307,12 +337,23 @@ def test_closest_ranks_snapped_values_exactly(channels, n, k, seed):
         x = rng.integers(low, high + 1, (n, channels))
     c = rng.integers(low, high + 1, (k, channels))
     c[: k // 2] = np.where(rng.random((k // 2, channels)) < 0.5, low, high)
-    labels, best = exact.closest(exact.with_ones(x.astype(np.float32)), c.astype(np.float32))
+    ones = exact.with_ones(x.astype(np.float32))
+    labels, best, second, runner_up = exact.closest(ones, c.astype(np.float32), second=True)
     want = exact_scores(x, c)
     assert np.array_equal(labels, want.argmin(axis=1))  # ties: the lower index, like argmin
     # scipy's vq, exact on these integers too, agrees label for label.
     assert np.array_equal(labels, vq(x.astype(np.float32), c.astype(np.float32))[0])
     assert np.array_equal((2 * best.astype(np.float64)).astype(np.int64), want.min(axis=1))
+    # The runner-up: the nearest once the nearest is left out (0 and infinite with one row).
+    if k > 1:
+        others = want.astype(np.float64)
+        others[np.arange(n), labels] = np.inf
+        assert np.array_equal(runner_up, others.argmin(axis=1))
+        assert np.array_equal((2 * second.astype(np.float64)).astype(np.int64), others.min(axis=1))
+    else:
+        assert (runner_up == 0).all() and np.isinf(second).all()
+    plain = exact.closest(ones, c.astype(np.float32))
+    assert np.array_equal(plain[0], labels) and np.array_equal(plain[1], best)
 
 
 @settings(max_examples=examples(60), deadline=None)
