@@ -485,7 +485,9 @@ def lloyd(
     back to plain Lloyd. Converged when no centroid moves more than ``tol`` or a step
     lowers the error by less than ``_CONVERGED``; the last step (then, or
     the ``max_iter``-th) is a plain one, which lands every centroid on its
-    points' mean instead of overshooting it.
+    points' mean instead of overshooting it. A run that ends with more error
+    than it started with (the momentum can overshoot into a worse
+    assignment) returns its start.
     """
     return _Lloyd(points, weights).run(centroids, max_iter, tol).centroids
 
@@ -541,6 +543,7 @@ class _Lloyd:
         relaxation, momentum, error, final = RELAXATION, MOMENTUM, np.inf, False
         previous = None
         labels, score, new_error = self.assign(centroids)
+        start = centroids, new_error, score
         for step in range(max_iter):
             rose = new_error > error
             if rose and not momentum:
@@ -570,6 +573,8 @@ class _Lloyd:
                 break
             gain = error - new_error
             final = shift <= tol or (gain <= _CONVERGED * new_error and (gain >= 0 or not momentum))
+        if new_error > start[1]:  # an overshoot the later steps did not make up
+            centroids, new_error, score = start
         return _State(centroids, new_error, self.shares(score))
 
 
