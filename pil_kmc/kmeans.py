@@ -415,7 +415,7 @@ def cluster(
             centroids = kmeans_parallel(points, w, k, rng)
         else:
             centroids = kmeans_plusplus(points, w, k, rng)
-        state = _swaps(fit, fit.run(centroids, steps, tol), rng, steps, tol, restarts)
+        state = _swaps(fit, fit.run(centroids, steps, tol, ranked=True), rng, steps, tol, restarts)
         state = _rebalance(fit, state, tol)
         if best is None or state.error < best.error:
             best = state
@@ -493,12 +493,20 @@ def lloyd(
 
 
 class _State:
-    """Centroids, their weighted squared error (exact, in snapped units) and each point's share."""
+    """Centroids, their weighted squared error (exact, in snapped units) and each point's share.
 
-    def __init__(self, centroids: np.ndarray, error: float, shares: np.ndarray) -> None:
+    ``ranking``, if known, is :func:`pil_kmc.exact.closest`'s answer with
+    runner-ups for these centroids: each point's label and score, and its
+    runner-up's score and label (what swaps and rebalancing start from).
+    """
+
+    def __init__(
+        self, centroids: np.ndarray, error: float, shares: np.ndarray, ranking: tuple | None = None
+    ) -> None:
         self.centroids = centroids
         self.error = error
         self.shares = shares
+        self.ranking = ranking
 
 
 class _Lloyd:
@@ -527,22 +535,39 @@ class _Lloyd:
             }
         return self._moments
 
-    def assign(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Labels, scores and the weighted squared error of ``centroids``."""
-        labels, score = exact.closest(self.snapped, exact.snap(centroids))
-        return labels, score, self.spread + 2 * float(np.einsum("i,i", self.weights, score))
+    def assign(self, centroids: np.ndarray, second: bool = False) -> tuple:
+        """Labels, scores and the weighted squared error of ``centroids``, and the ranking.
+
+        The ranking is :func:`pil_kmc.exact.closest`'s whole answer, with
+        runner-ups if ``second``, else None.
+        """
+        found = exact.closest(self.snapped, exact.snap(centroids), second)
+        labels, score = found[:2]
+        error = self.spread + 2 * float(np.einsum("i,i", self.weights, score))
+        return labels, score, error, found if second else None
+
+    def ranking(self, state: _State) -> tuple:
+        """``state``'s ranking with runner-ups, made now if it is not known."""
+        if state.ranking is None:
+            state.ranking = exact.closest(self.snapped, exact.snap(state.centroids), True)
+        return state.ranking
 
     def shares(self, score: np.ndarray) -> np.ndarray:
         """Each point's weighted squared error (exact integers in float64)."""
         return self.weights * (self.squares + 2 * score.astype(np.float64))
 
-    def run(self, centroids: np.ndarray, max_iter: int, tol: float) -> _State:
-        """Up to ``max_iter`` steps from ``centroids``; the state of the centroids returned."""
+    def run(self, centroids: np.ndarray, max_iter: int, tol: float, ranked: bool = False) -> _State:
+        """Up to ``max_iter`` steps from ``centroids``; the state of the centroids returned.
+
+        With ``ranked``, the last assignment also ranks the runner-ups, and
+        the state keeps that ranking (the cost of a second argmin, instead of
+        a whole ranking again for the swaps or the rebalancing that follow).
+        """
         k, channels = centroids.shape
         centroids = centroids.astype(np.float32)
         relaxation, momentum, error, final = RELAXATION, MOMENTUM, np.inf, False
         previous = None
-        labels, score, new_error = self.assign(centroids)
+        labels, score, new_error, ranking = self.assign(centroids)
         start = centroids, new_error, score
         for step in range(max_iter):
             rose = new_error > error
@@ -568,14 +593,14 @@ class _Lloyd:
                 _reseed(updated, empty, self.points, self.shares(score))
             shift = float(np.abs(updated - centroids).max())
             centroids = updated.astype(np.float32)
-            labels, score, new_error = self.assign(centroids)
+            labels, score, new_error, ranking = self.assign(centroids, ranked and final)
             if final:
                 break
             gain = error - new_error
             final = shift <= tol or (gain <= _CONVERGED * new_error and (gain >= 0 or not momentum))
         if new_error > start[1]:  # an overshoot the later steps did not make up
-            centroids, new_error, score = start
-        return _State(centroids, new_error, self.shares(score))
+            (centroids, new_error, score), ranking = start, None
+        return _State(centroids, new_error, self.shares(score), ranking)
 
 
 def _swaps(
@@ -611,14 +636,14 @@ def _swaps(
         if where is None:  # every point sits on a centroid
             break
         if nearest is None:  # once per kept swap
-            labels, *scores, _ = exact.closest(fit.snapped, exact.snap(state.centroids), True)
+            labels, *scores, _ = fit.ranking(state)
             nearest = [labels] + [fit.squares + 2 * s.astype(np.float64) for s in scores]
         victim, point = _best_swap(fit, k, *nearest, where)
         candidate = state.centroids.copy()
         candidate[victim] = fit.points[point]
         trial = fit.run(candidate, _SWAP_STEPS, tol)
         if trial.error < state.error:
-            state = fit.run(trial.centroids, max_iter, tol)
+            state = fit.run(trial.centroids, max_iter, tol, ranked=True)
             nearest = None
     return state
 
@@ -669,9 +694,7 @@ def _rebalance(fit: _Lloyd, state: _State, tol: float) -> _State:
         return state
     pairs = max(1, k // _MOVED_SHARE)
     for _ in range(_REBALANCE_ROUNDS):
-        labels, first, second, runner_up = exact.closest(
-            fit.snapped, exact.snap(state.centroids), True
-        )
+        labels, first, second, runner_up = fit.ranking(state)
         gap = 2 * (second.astype(np.float64) - first)  # squared distance, second minus first
         loss = np.bincount(labels, weights=fit.weights * gap, minlength=k)
         # Centroids next to each other: one is the second nearest of a point of the other's.
@@ -685,7 +708,7 @@ def _rebalance(fit: _Lloyd, state: _State, tol: float) -> _State:
         candidate = state.centroids.copy()
         for removed, split in moves:
             candidate[removed], candidate[split] = halves[split]
-        trial = fit.run(candidate, _REBALANCE_STEPS, tol)
+        trial = fit.run(candidate, _REBALANCE_STEPS, tol, ranked=True)
         if trial.error < state.error:
             state = trial
         elif len(moves) == 1:  # the next round would propose it again

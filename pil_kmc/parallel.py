@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -40,14 +41,17 @@ def limit(threads: int | None) -> None:
 def in_threads(calls: list[Callable[[], T]], most: int | None = None) -> list[T]:
     """The results of ``calls`` in order, made in parallel threads when there are several.
 
-    The calling thread works too, beside one thread per further core: each
+    The calling thread works too, beside one helper per further core: each
     takes the next call as it finishes one, so a call that costs more than
     the rest does not hold up a fixed share. Once a call raises, no further
     call starts; when the started ones have ended, the exception of the
     first call that raised (in the order of ``calls``) is raised. At most
-    ``most`` threads work at once, the calling one included. Threads
-    started inside others' calls cost more than they save: parallel work is
-    made at one level.
+    ``most`` threads work at once, the calling one included. The helpers
+    are started once and wait for work between calls: the k-means asks for
+    a few dozen parallel rankings per image, and starting threads for each
+    would cost a few percent of the save. A helper still busy with other
+    work (a call made inside another's) leaves its share to the caller, so
+    nested calls never wait on each other.
     """
     threads = min(len(calls), workers(), most or len(calls))
     if threads < 2:
@@ -56,24 +60,65 @@ def in_threads(calls: list[Callable[[], T]], most: int | None = None) -> list[T]
     failed: dict[int, BaseException] = {}
     order = iter(range(len(calls)))
     lock = threading.Lock()
+    idle = threading.Condition(lock)
+    running = 0  # calls started and not yet ended
 
     def work() -> None:
+        nonlocal running
         while True:
             with lock:
                 i = None if failed else next(order, None)
-            if i is None:
-                return
+                if i is None:
+                    return
+                running += 1
             try:
                 results[i] = calls[i]()
             except BaseException as e:  # re-raised in the calling thread below
-                failed[i] = e
+                with lock:
+                    failed[i] = e
+            finally:
+                with lock:
+                    running -= 1
+                    if not running:
+                        idle.notify_all()
 
-    helpers = [threading.Thread(target=work, daemon=True) for _ in range(threads - 1)]
-    for helper in helpers:
-        helper.start()
+    _hire(threads - 1)
+    for _ in range(threads - 1):
+        _tasks.put(work)
     work()
-    for helper in helpers:
-        helper.join()
+    with lock:  # a helper may still be on a call; one that starts later finds none left
+        while running:
+            idle.wait()
     if failed:
         raise failed[min(failed)]
     return results
+
+
+# The helper threads: each takes the next task from the queue, forever.
+_tasks: queue.SimpleQueue = queue.SimpleQueue()
+_helpers = 0
+_hiring = threading.Lock()
+
+
+def _serve(tasks: queue.SimpleQueue) -> None:
+    while True:
+        tasks.get()()
+
+
+def _hire(helpers: int) -> None:
+    """Start helper threads until there are ``helpers`` of them."""
+    global _helpers
+    with _hiring:
+        while _helpers < helpers:
+            threading.Thread(target=_serve, args=(_tasks,), daemon=True).start()
+            _helpers += 1
+
+
+def _after_fork() -> None:
+    """A forked child has none of its parent's helpers: it starts its own."""
+    global _tasks, _helpers, _hiring
+    _tasks, _helpers, _hiring = queue.SimpleQueue(), 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

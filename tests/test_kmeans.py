@@ -654,6 +654,7 @@ class _Stages:
 
     def __init__(self):
         self.grids, self.parallel, self.reseeded, self.runs = 0, False, False, []
+        self.rankings = []  # for each run that kept one: was it the exact ranking?
 
     def __enter__(self):
         stages, run, reseed = kmeans._stages, kmeans._Lloyd.run, kmeans._reseed
@@ -663,10 +664,13 @@ class _Stages:
             self.grids = sum(points is not values for points, _ in out)
             return iter(out)
 
-        def spy_run(fit, centroids, max_iter, tol):
+        def spy_run(fit, centroids, max_iter, tol, ranked=False):
             before = fit.assign(centroids.astype(np.float32))[2]
-            state = run(fit, centroids, max_iter, tol)
+            state = run(fit, centroids, max_iter, tol, ranked)
             self.runs.append((before, state.error, fit.assign(state.centroids)[2]))
+            if state.ranking is not None:
+                fresh = exact.closest(fit.snapped, exact.snap(state.centroids), True)
+                self.rankings.append(all(map(np.array_equal, state.ranking, fresh)))
             return state
 
         def spy_reseed(*args):
@@ -695,9 +699,11 @@ class _Stages:
 
 def check_runs(stages):
     # Every Lloyd run reports the exact error of the centroids it returns,
-    # and never ends worse than it started (a swap trial may: it is dropped).
+    # and never ends worse than it started (a swap trial may: it is dropped);
+    # a ranking it keeps for the swaps and rebalancing is that of a fresh one.
     for _, reported, recomputed in stages.runs:
         assert reported == recomputed
+    assert all(stages.rankings)
     if stages.runs:  # none when the image is kept exactly
         assert stages.runs[0][1] <= stages.runs[0][0]
 
@@ -707,6 +713,7 @@ def test_the_examples_reach_every_stage():
     with _Stages() as s:
         quantize.quantize(REACHES_GRIDS, 256)
     assert s.grids >= 3 and s.parallel
+    assert s.rankings and all(s.rankings)  # rankings kept, and reused
     with _Stages() as s:
         quantize.quantize(*REACHES_RESEEDING)
     assert s.reseeded

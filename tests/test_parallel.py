@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from unittest import mock
@@ -52,6 +53,38 @@ def test_the_first_calls_error_is_raised_and_no_call_starts_after_it():
     # Calls are taken in order, so every call before a failing one has started.
     assert sorted(started)[:4] == [0, 1, 2, 3]
     assert len(started) < 8
+
+
+def test_the_helpers_are_started_once_and_wait_for_the_next_call():
+    def call():
+        time.sleep(0.002)
+        return threading.get_ident()
+
+    with mock.patch.object(parallel, "workers", return_value=2):
+        parallel.in_threads([call] * 4)
+        threads = set(threading.enumerate())
+        for _ in range(5):
+            assert len(set(parallel.in_threads([call] * 4))) <= 2
+        assert set(threading.enumerate()) == threads  # none started, none ended
+
+
+def test_calls_inside_calls_finish_even_with_every_helper_busy():
+    with mock.patch.object(parallel, "workers", return_value=2):
+        inner = [lambda i=i: i for i in range(6)]
+        outer = [lambda: sum(parallel.in_threads(inner))] * 4
+        assert parallel.in_threads(outer) == [15] * 4
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_starts_helpers_of_its_own():
+    with mock.patch.object(parallel, "workers", return_value=2):
+        parallel.in_threads([lambda: None] * 2)  # the parent has its helper
+        child = os.fork()
+        if child == 0:  # the child: its parent's helper did not come along
+            ok = parallel.in_threads([lambda i=i: i for i in range(4)]) == [0, 1, 2, 3]
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_limit_caps_the_threads_and_none_lifts_it():

@@ -144,10 +144,15 @@ def test_psnr_of_an_exact_result_is_infinite():
 
 
 def _other_threads_cpu_ns() -> int:
-    """CPU time so far of this process's threads other than the calling one (Linux)."""
-    me, total = str(threading.get_native_id()), 0
+    """CPU time so far of this process's threads that Python did not start (Linux).
+
+    Those are native libraries' own, such as OpenBLAS's workers; the Python
+    threads (the caller, pil_kmc.parallel's helpers) do the work asked for.
+    """
+    ours = {str(t.native_id) for t in threading.enumerate()}
+    total = 0
     for task in Path("/proc/self/task").iterdir():
-        if task.name != me:
+        if task.name not in ours:
             with contextlib.suppress(FileNotFoundError):  # a thread that just ended
                 total += int((task / "schedstat").read_text().split()[0])
     return total
