@@ -260,9 +260,11 @@ def test_pairs_match_the_cheapest_losses_with_the_richest_splits():
     assert kmeans._pairs(loss, gain, apart, 5) == [(1, 4), (3, 2)]
     assert kmeans._pairs(loss, gain, apart, 1) == [(1, 4)]
     assert kmeans._pairs(loss, np.zeros(5), apart, 5) == []
-    # A gain of exactly half the loss is not enough.
-    assert kmeans._pairs(np.array([2.0, 8.0]), np.array([0.0, 1.0]), apart[:2, :2], 1) == []
-    assert kmeans._pairs(np.array([2.0, 8.0]), np.array([0.0, 1.5]), apart[:2, :2], 1) == [(0, 1)]
+    # A gain of exactly _GAIN_PER_LOSS times the loss is not enough.
+    ratio, pair = kmeans._GAIN_PER_LOSS, apart[:2, :2]
+    assert kmeans._pairs(np.array([2.0, 8.0]), np.array([0.0, 2 * ratio]), pair, 1) == []
+    more = np.nextafter(2 * ratio, np.inf)
+    assert kmeans._pairs(np.array([2.0, 8.0]), np.array([0.0, more]), pair, 1) == [(0, 1)]
 
 
 def test_pairs_never_remove_two_centroids_beside_each_other():
