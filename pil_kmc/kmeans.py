@@ -186,8 +186,9 @@ def _collapse(
     for c in range(channels):
         ids <<= bits
         ids |= cells[:, c]
-    labels, count = _compact(ids, bits * channels)
+    labels, distinct = _compact(ids, bits * channels)
     del ids
+    count = len(distinct)
     total = np.bincount(labels, weights=weights, minlength=count)
     means = np.empty((count, values.shape[1]), dtype=np.float64)
     product = np.empty(len(cells), dtype=np.float64)
@@ -196,29 +197,32 @@ def _collapse(
         means[:, c] = np.bincount(labels, weights=product, minlength=count)
     del product
     occupied = np.empty((count, channels), dtype=cells.dtype)
-    occupied[labels] = cells
+    for c in range(channels):  # the cells' coordinates, back out of their ids
+        occupied[:, c] = (distinct >> (bits * (channels - 1 - c))) & ((1 << bits) - 1)
     means = (means / total[:, None]).astype(np.float32)
     if return_labels:
         return occupied, means, total, labels
     return occupied, means, total
 
 
-def _compact(ids: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+def _compact(ids: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Number the distinct values of ``ids`` 0, 1, ... in increasing order.
 
-    Returns each element's number and how many there are. Ids below 2**22
-    go through a presence table, which is much faster than sorting.
+    Returns each element's number and the distinct values, sorted. Ids
+    below 2**22 go through a presence table, which is much faster than
+    sorting; the numbers are scattered over the present ids, as a running
+    count over the whole table costs several times more.
     """
-    if bits > 22 or len(ids) < 1 << (bits - 6):
-        unique, labels = np.unique(ids, return_inverse=True)
-        return labels, len(unique)
+    if bits > 22 or len(ids) < 1 << max(0, bits - 6):
+        distinct, labels = np.unique(ids, return_inverse=True)
+        return labels, distinct
     present = np.zeros(1 << bits, dtype=bool)
     present[ids] = True
-    number = np.cumsum(present, dtype=np.int32)  # a third of the memory of int64 to touch
-    count = int(number[-1])
-    labels = number[ids].astype(np.intp)  # bincount would convert it anyway
-    labels -= 1
-    return labels, count
+    distinct = np.flatnonzero(present)
+    del present
+    number = np.zeros(1 << bits, dtype=np.int32)  # a third of the memory of int64 to touch
+    number[distinct] = np.arange(len(distinct), dtype=np.int32)
+    return number[ids].astype(np.intp), distinct  # bincount would convert it anyway
 
 
 def kmeans_plusplus(

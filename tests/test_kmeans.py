@@ -32,6 +32,31 @@ def test_grid_cells_keep_weighted_means_and_total_weight():
     assert np.allclose(means, [[1.5, 1.5, 1.5], [200, 0, 0]])
 
 
+@settings(max_examples=examples(40))
+@given(
+    st.integers(1, 4),
+    st.integers(1, 8),
+    st.lists(st.lists(st.integers(0, 255), min_size=4, max_size=4), min_size=1, max_size=300),
+)
+def test_grid_cells_are_numbered_in_id_order_with_their_coordinates(channels, bits, rows):
+    # Both ways of numbering (the presence table for small ids, sorting for
+    # large) agree with np.unique, and each cell's coordinates come back.
+    colours = np.array(rows, np.uint8)[:, :channels]
+    cells = colours >> (8 - bits)
+    labels, distinct = kmeans._compact(_ids(cells, bits), bits * channels)
+    unique, inverse = np.unique(_ids(cells, bits), return_inverse=True)
+    assert np.array_equal(distinct, unique) and np.array_equal(labels, inverse)
+    occupied, _, total = kmeans._collapse(cells, bits, np.ones(len(cells)), colours)
+    assert np.array_equal(occupied[labels], cells) and total.sum() == len(cells)
+
+
+def _ids(cells: np.ndarray, bits: int) -> np.ndarray:
+    ids = np.zeros(len(cells), dtype=np.int64)
+    for c in range(cells.shape[1]):
+        ids = ids << bits | cells[:, c]
+    return ids
+
+
 def blobs(rng, centres, n=300, spread=3.0):
     points = np.vstack([c + rng.normal(0, spread, (n, len(c))) for c in centres])
     return np.clip(np.rint(points), 0, 255).astype(np.uint8)
