@@ -48,10 +48,10 @@ def in_threads(calls: list[Callable[[], T]], most: int | None = None) -> list[T]
     first call that raised (in the order of ``calls``) is raised. At most
     ``most`` threads work at once, the calling one included. The helpers
     are started once and wait for work between calls: the k-means asks for
-    a few dozen parallel rankings per image, and starting threads for each
-    would cost a few percent of the save. A helper still busy with other
-    work (a call made inside another's) leaves its share to the caller, so
-    nested calls never wait on each other.
+    dozens of parallel rankings per image, each too short to pay for
+    starting threads of its own (docs/kmeans.md). A helper still busy with
+    other work (a call made inside another's) leaves its share to the
+    caller, so nested calls never wait on each other.
     """
     threads = min(len(calls), workers(), most or len(calls))
     if threads < 2:
