@@ -226,7 +226,11 @@ def _compact(ids: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def kmeans_plusplus(
-    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+    points: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    fixed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Greedy weighted k-means++ seeding (Arthur & Vassilvitskii, 2007).
 
@@ -235,7 +239,8 @@ def kmeans_plusplus(
     the one that lowers the weighted error most is kept. Distances are
     measured between the points snapped as in Lloyd's iterations, and the
     trials compared exactly (:func:`~pil_kmc.exact.greatest_gain`), so the seeds are the
-    same on every machine.
+    same on every machine. ``fixed`` centres, if given, are the first ones,
+    chosen before any draw (the first centre is otherwise drawn by weight).
     """
     # The scores of exact.closest, with |x|^2 / 2 added on the points' side (as a
     # column) and a 1 on the centres' side (as a row): their product is half
@@ -247,20 +252,29 @@ def kmeans_plusplus(
     trials = 2 + int(math.log(k))
     centres = np.empty((k, points.shape[1]), dtype=np.float32)
     draw = _Sampler(len(points))
-    draw.mass[:] = weights
-    first = int(draw(rng.random(1))[0])
-    centres[0] = points[first]
     nearest = np.empty(len(points), dtype=np.float32)
-    exact.matmul(rows[first : first + 1], columns, nearest[None])
+    if fixed is None:
+        draw.mass[:] = weights
+        first = int(draw(rng.random(1))[0])
+        centres[0] = points[first]
+        exact.matmul(rows[first : first + 1], columns, nearest[None])
+        given = 1
+    else:
+        given = len(fixed)
+        centres[:given] = fixed
+        f = exact.snap(fixed)
+        own = np.vstack([exact.coefficients(f), np.ones(given, np.float32)]).T
+        distances = exact.matmul(np.ascontiguousarray(own), columns)
+        np.min(distances, axis=0, out=nearest)
     weights32 = weights.astype(np.float32)
     twice = 2 * weights
     # Reused by every draw: fresh arrays of this size cost page faults.
     candidate = np.empty((trials, len(points)), dtype=np.float32)
-    for i in range(1, k):
+    for i in range(given, k):
         np.multiply(nearest, twice, out=draw.mass)
         draws = draw(rng.random(trials))
         if draws is None:  # every point already sits on a centre
-            centres[i:] = centres[0]
+            centres[i:] = centres[given - 1]
             break
         exact.matmul(rows[draws], columns, candidate)
         # How much nearer each trial would bring every point (exact half-integers).
@@ -273,7 +287,11 @@ def kmeans_plusplus(
 
 
 def kmeans_parallel(
-    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+    points: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    fixed: np.ndarray | None = None,
 ) -> np.ndarray:
     """k-means|| seeding (Bahmani et al., "Scalable k-means++", 2012), weighted.
 
@@ -286,30 +304,40 @@ def kmeans_parallel(
     by the points nearest to it, and greedy k-means++
     (:func:`kmeans_plusplus`) picks the k centres among the (about 4k)
     candidates. Distances are exact, as in Lloyd's iterations, so the seeds
-    are the same on every machine.
+    are the same on every machine. ``fixed`` centres, if given, take the
+    place of the first point drawn, and are the first of the k.
     """
-    chosen, owned = _candidates(points, weights, k, rng)
+    chosen, owned = _candidates(points, weights, k, rng, fixed)
     if len(chosen) <= k:  # too few to choose from (few distinct points): draw from all
-        return kmeans_plusplus(points, weights, k, rng)
-    return kmeans_plusplus(points[chosen], owned, k, rng)
+        return kmeans_plusplus(points, weights, k, rng, fixed)
+    return kmeans_plusplus(points[chosen], owned, k, rng, fixed)
 
 
 def _candidates(
-    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+    points: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    fixed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sweeps of :func:`kmeans_parallel`: candidate indices and the weight each is nearest to.
 
-    Candidates nearest to no weight (a copy of an earlier one) are left out.
+    Candidates nearest to no weight (a copy of an earlier one) are left out,
+    and so is the weight nearest to a ``fixed`` centre.
     """
     x = exact.with_ones(exact.snap(points))
     half = (x[:, :-1].astype(np.float64) ** 2).sum(axis=1) / 2  # |x|^2 / 2, exact
-    draw = _Sampler(len(points))
-    draw.mass[:] = weights
-    first = int(draw(rng.random(1))[0])
-    chosen = np.array([first])
-    # Half the squared distance to the nearest candidate (exact), and which one.
-    nearest = half + exact.closest(x, x[chosen, :-1])[1]
-    owner = np.zeros(len(points), dtype=np.intp)
+    if fixed is None:
+        draw = _Sampler(len(points))
+        draw.mass[:] = weights
+        chosen = np.array([int(draw(rng.random(1))[0])])
+        start = x[chosen, :-1]
+    else:
+        chosen, start = np.zeros(0, dtype=np.intp), exact.snap(fixed)
+    # Half the squared distance to the nearest candidate (exact), and which one:
+    # owner - 1, where 0 stands for the fixed centres.
+    nearest = half + exact.closest(x, start)[1]
+    owner = np.full(len(points), 0 if fixed is not None else 1, dtype=np.intp)
     for _ in range(_PARALLEL_SWEEPS):
         error = weights * nearest  # exact integers: the same on every machine
         total = float(error.sum())
@@ -322,9 +350,9 @@ def _candidates(
         distance = half + score
         nearer = distance < nearest  # ties stay with the earlier candidate
         nearest[nearer] = distance[nearer]
-        owner[nearer] = len(chosen) + labels[nearer]
+        owner[nearer] = 1 + len(chosen) + labels[nearer]
         chosen = np.concatenate([chosen, new])
-    owned = np.bincount(owner, weights=weights, minlength=len(chosen))
+    owned = np.bincount(owner, weights=weights, minlength=1 + len(chosen))[1:]
     return chosen[owned > 0], owned[owned > 0]
 
 
@@ -384,11 +412,15 @@ def cluster(
     max_iter: int | None = None,
     tol: float | None = None,
     values: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
 ) -> np.ndarray:
     """k float centroids for distinct ``colours`` (M, C) occurring ``counts`` times.
 
     ``values`` are the colours in the space to cluster in (default: the
-    colours themselves); the centroids are in that space. ``max_iter`` and
+    colours themselves); the centroids are in that space. ``fixed`` (F, C)
+    values, if given, are the first F centroids, never moved: they serve the
+    colours nearest to them, and the other k - F are clustered around them
+    (an exact entry for the transparent pixels). ``max_iter`` and
     ``tol`` (None: DEFAULT_MAX_ITER and DEFAULT_TOL) bound each stage's
     Lloyd iterations. Deterministic for a given ``seed``. ``len(colours)``
     must exceed ``k``.
@@ -411,22 +443,23 @@ def cluster(
     points, w = _split_heavy(stages, parents, first, k)
     del parents  # the finer stages' cells, needed no more
     stages = stages[first:]
-    fit = _Lloyd(points, w)
+    pinned = 0 if fixed is None else len(fixed)
+    fit = _Lloyd(points, w, pinned)
     steps = _steps(fit, k, max_iter, _SEED_STAGE_WORK)
     best = None
     restarts = _RESTARTS if len(points) * k <= _RESTART_WORK else 1
     for _ in range(restarts):
         if len(points) * k >= _PARALLEL_SEED_WORK:
-            centroids = kmeans_parallel(points, w, k, rng)
+            centroids = kmeans_parallel(points, w, k, rng, fixed)
         else:
-            centroids = kmeans_plusplus(points, w, k, rng)
+            centroids = kmeans_plusplus(points, w, k, rng, fixed)
         state = _swaps(fit, fit.run(centroids, steps, tol, ranked=True), rng, steps, tol, restarts)
         state = _rebalance(fit, state, tol)
         if best is None or state.error < best.error:
             best = state
     centroids = best.centroids
     for points, w in stages[1:]:
-        fit = _Lloyd(points, w)
+        fit = _Lloyd(points, w, pinned)
         centroids = fit.run(centroids, _steps(fit, k, max_iter, _STAGE_WORK), tol).centroids
     return centroids
 
@@ -517,8 +550,10 @@ class _State:
 class _Lloyd:
     """Lloyd's iterations on one weighted point set; what every run shares is computed once."""
 
-    def __init__(self, points: np.ndarray, weights: np.ndarray) -> None:
+    def __init__(self, points: np.ndarray, weights: np.ndarray, pinned: int = 0) -> None:
         self.points = points.astype(np.float32)
+        # The first ``pinned`` centroids never move (a fixed entry, such as the transparent one).
+        self.pinned = pinned
         self.weights = weights
         self.snapped = exact.with_ones(exact.snap(self.points))
         # Squared distances in snapped units are |x|^2 + 2 * score (see exact.closest).
@@ -594,6 +629,8 @@ class _Lloyd:
             if momentum and not final and previous is not None:
                 updated += momentum * (centroids - previous)
             previous = centroids
+            updated[: self.pinned] = centroids[: self.pinned]
+            empty[: self.pinned] = False
             if empty.any():
                 _reseed(updated, empty, self.points, self.shares(score))
             shift = float(np.abs(updated - centroids).max())
@@ -628,7 +665,7 @@ def _swaps(
     """
     k = len(state.centroids)
     n = len(fit.points)
-    if k < 2 or n <= k:
+    if k - fit.pinned < 2 or n <= k:
         return state
     trials = min(_SWAP_TRIALS, _SWAP_WORK // (n * k * (_SWAP_STEPS + 1))) // share
     if trials < _MIN_TRIALS:
@@ -677,6 +714,7 @@ def _best_swap(
     slots = (labels[:, None] * m + np.arange(m)).reshape(-1)
     after = np.bincount(slots, weights=loss.reshape(-1), minlength=k * m).reshape(k, m)
     after += exact.weighted_sums(np.ascontiguousarray(kept.T), weights)
+    after[: fit.pinned] = np.inf
     victim, t = divmod(int(np.argmin(after)), m)
     return victim, int(where[t])
 
@@ -695,7 +733,7 @@ def _rebalance(fit: _Lloyd, state: _State, tol: float) -> _State:
     kept on every machine.
     """
     k = len(state.centroids)
-    if k < 2 or len(fit.points) <= k:
+    if k - fit.pinned < 2 or len(fit.points) <= k:
         return state
     pairs = max(1, k // _MOVED_SHARE)
     for _ in range(_REBALANCE_ROUNDS):
@@ -707,6 +745,7 @@ def _rebalance(fit: _Lloyd, state: _State, tol: float) -> _State:
         beside[labels, runner_up] = True
         beside |= beside.T
         halves, gain = _split_plan(fit, labels, k)
+        loss[: fit.pinned], gain[: fit.pinned] = np.inf, 0  # pinned: neither removed nor split
         moves = _pairs(loss, gain, beside, pairs)
         if not moves:
             break

@@ -162,35 +162,35 @@ def cluster(
 
     ``colours`` (M, C) are distinct, sorted by key, ``counts`` their pixels.
     With alpha, an all-zero first colour (the transparent pixels) keeps an
-    exact entry of its own and the rest share the other ``clusters - 1``,
-    clustered as seen (premultiplied by alpha, :func:`pil_kmc.exact.as_seen`)
-    unless ``colorspace="oklab"``; every colour then takes the entry nearest
-    it as seen, the transparent one included.
+    exact entry of its own, a centroid the k-means never moves, and the other
+    ``clusters - 1`` are clustered around it, as seen (premultiplied by
+    alpha, :func:`pil_kmc.exact.as_seen`) unless ``colorspace="oklab"``:
+    the faint colours it serves best pull no other entry their way. Every
+    colour then takes the entry nearest it as seen, the transparent one
+    included.
     Entries that no colour is nearest to (possible once centroids are
     rounded) are dropped; the others keep the k-means' order.
     """
     channels = colours.shape[1]
     has_alpha = channels in (2, 4)
+    # Keys are sorted, so an all-zero colour (the transparent pixels) comes first.
     transparent = has_alpha and clusters > 1 and not colours[0].any()
-    if transparent:  # keys are sorted, so an all-zero colour comes first
-        visible, visible_counts, clusters = colours[1:], counts[1:], clusters - 1
-    else:
-        visible, visible_counts = colours, counts
     # With alpha, the error that counts is the one seen: premultiplied.
     to_space, from_space = _SPACES["seen" if has_alpha and colorspace == "rgb" else colorspace]
     values = to_space(colours)
     centroids = kmeans.cluster(
-        visible,
-        visible_counts,
+        colours,
+        counts,
         clusters,
         seed=seed,
         max_iter=max_iter,
         tol=tol,
-        values=values[1:] if transparent else values,
+        values=values,
+        fixed=values[:1] if transparent else None,
     )
     palette = from_space(centroids)
-    if transparent:
-        palette = np.vstack([np.zeros((1, channels), np.uint8), palette])
+    if transparent:  # exact, whatever the space's round trip makes of it
+        palette[0] = 0
     oklab = values if colorspace == "oklab" else None
     labels = nearest_entries(colours, palette, colorspace, oklab=oklab)
     used = np.flatnonzero(np.bincount(labels, minlength=len(palette)))

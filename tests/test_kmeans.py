@@ -140,6 +140,55 @@ def test_candidates_carry_the_weight_of_the_points_nearest_to_them(channels, n, 
     assert owned.tolist() == expected.tolist()
 
 
+@given(st.integers(1, 4), st.integers(2, 400), st.integers(1, 64), st.integers(0, 2**32 - 1))
+def test_candidates_leave_the_weight_nearest_to_fixed_centres_out(channels, n, k, seed):
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 256, (n, channels)).astype(np.float32)
+    weights = rng.integers(1, 100, n).astype(np.float64)
+    fixed = rng.integers(0, 256, (rng.integers(1, 3), channels)).astype(np.float32)
+    chosen, owned = kmeans._candidates(points, weights, k, rng, fixed)
+    assert len(set(chosen.tolist())) == len(chosen) and (owned > 0).all()
+    # As without them, with the fixed centres first in line for ties.
+    snapped = exact.snap(points).astype(np.int64)
+    centres = np.vstack([exact.snap(fixed).astype(np.int64), snapped[chosen]])
+    d2 = ((snapped[:, None, :] - centres[None]) ** 2).sum(-1)
+    expected = np.bincount(d2.argmin(axis=1), weights=weights, minlength=len(centres))
+    assert owned.tolist() == expected[len(fixed) :].tolist()
+
+
+@given(st.integers(1, 4), st.integers(3, 300), st.integers(2, 24), st.integers(0, 2**32 - 1))
+def test_fixed_centroids_come_first_and_never_move(channels, n, k, seed):
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (n, channels)).astype(np.uint8)
+    colours = np.unique(colours, axis=0)
+    assume(len(colours) > k)
+    counts = rng.integers(1, 100, len(colours))
+    fixed = colours[:1].astype(np.float32)
+    centroids = kmeans.cluster(colours, counts, k, seed=seed, fixed=fixed)
+    assert centroids.shape == (k, channels)
+    assert np.array_equal(centroids[:1], fixed)
+    seeds = kmeans.kmeans_plusplus(colours.astype(np.float32), counts, k, rng, fixed)
+    assert np.array_equal(seeds[:1], fixed)
+    assert set(map(tuple, seeds[1:].tolist())) <= set(map(tuple, colours.astype(float).tolist()))
+
+
+def test_a_fixed_centroid_serves_the_points_nearest_to_it():
+    # Two blobs and a fixed centroid between them, nearer to a third group:
+    # the two free centroids settle on the blobs' means, as the third group
+    # is the fixed one's and pulls neither.
+    rng = np.random.default_rng(6)
+    centres = np.array([[40, 40, 40], [200, 200, 200], [120, 120, 120]], float)
+    colours = blobs(rng, centres, n=200, spread=2.0)
+    colours, counts = np.unique(colours, axis=0, return_counts=True)
+    found = kmeans.cluster(colours, counts, 3, fixed=np.array([[120, 120, 120]], np.float32))
+    assert found[0].tolist() == [120, 120, 120]
+    free = found[1:][np.argsort(found[1:, 0])]
+    for c, want in zip(free, centres[:2], strict=True):
+        near = np.abs(colours.astype(float) - want).max(axis=1) < 20
+        mean = (colours[near] * counts[near, None]).sum(0) / counts[near].sum()
+        assert np.abs(c - mean).max() < 0.2
+
+
 def test_cluster_seeds_by_kmeans_parallel_only_when_points_times_clusters_are_many(monkeypatch):
     calls = []
     monkeypatch.setattr(

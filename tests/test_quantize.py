@@ -66,6 +66,20 @@ def test_transparent_pixels_keep_their_own_entry():
     assert (colours[q.palette[q.indices[10:].ravel(), 3] == 0, 3] < 64).all()
 
 
+def test_faint_pixels_the_transparent_entry_serves_pull_no_other_entry():
+    # Transparent pixels, a faint shadow nearest to the transparent entry as
+    # seen, and two opaque colours, in three entries: the opaque colours must
+    # get one each, exactly. Clustered into the other two entries without the
+    # transparent one, the shadow took an entry and the opaque colours shared one.
+    a = np.zeros((40, 40, 4), np.uint8)
+    a[10:20] = (10, 10, 10, 2)
+    a[20:30] = (200, 30, 30, 255)
+    a[30:] = (30, 30, 200, 255)
+    q = quantize.quantize(a, 3)
+    assert sorted(q.palette.tolist()) == [[0, 0, 0, 0], [30, 30, 200, 255], [200, 30, 30, 255]]
+    assert (q.palette[q.indices[:20]] == 0).all()
+
+
 def test_with_alpha_the_error_seen_is_what_the_k_means_lowers():
     # A faint halo of many hues around an opaque disc: straight RGBA k-means
     # spends entries on the halo's hues, which nobody sees at alpha 1 to 8.
