@@ -46,6 +46,10 @@ times half-integer scores, summed exactly in float64).
 An empty cluster is re-seeded at the point that contributes most to the
 weighted squared error (its weight times its squared distance to its
 centroid), which splits the worst-served part of the histogram.
+
+Fixed centroids (``cluster(..., fixed=...)``, the transparent entry) come
+first, take part in every assignment and never move: seeding starts from
+them, and neither swaps nor rebalancing remove or split them.
 """
 
 from __future__ import annotations
