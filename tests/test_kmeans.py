@@ -172,6 +172,15 @@ def test_fixed_centroids_come_first_and_never_move(channels, n, k, seed):
     assert set(map(tuple, seeds[1:].tolist())) <= set(map(tuple, colours.astype(float).tolist()))
 
 
+def test_parallel_seeding_starts_from_fixed_centres():
+    points = np.random.default_rng(7).integers(0, 256, (6000, 4)).astype(np.float32)
+    fixed = np.zeros((1, 4), np.float32)
+    seeds = kmeans.kmeans_parallel(points, np.ones(6000), 200, np.random.default_rng(0), fixed)
+    assert np.array_equal(seeds[:1], fixed)
+    rest = set(map(tuple, seeds[1:].tolist()))
+    assert len(rest) == 199 and rest <= set(map(tuple, points.tolist()))
+
+
 def test_a_fixed_centroid_serves_the_points_nearest_to_it():
     # Two blobs and a fixed centroid between them, nearer to a third group:
     # the two free centroids settle on the blobs' means, as the third group
