@@ -250,9 +250,8 @@ def kmeans_plusplus(
     # column) and a 1 on the centres' side (as a row): their product is half
     # the squared distance, exact like the scores (the bound is the same).
     x = exact.with_ones(exact.snap(points))
-    coefficients = exact.coefficients(x[:, :-1])  # every point as a candidate centre
-    columns = np.vstack([x.T, coefficients[-1]])
-    rows = np.ascontiguousarray(np.vstack([coefficients, x[:, -1]]).T)
+    rows = _centre_rows(x[:, :-1])  # every point as a candidate centre
+    columns = np.vstack([x.T, rows[:, -2]])
     trials = 2 + int(math.log(k))
     centres = np.empty((k, points.shape[1]), dtype=np.float32)
     draw = _Sampler(len(points))
@@ -266,9 +265,7 @@ def kmeans_plusplus(
     else:
         given = len(fixed)
         centres[:given] = fixed
-        f = exact.snap(fixed)
-        own = np.vstack([exact.coefficients(f), np.ones(given, np.float32)]).T
-        distances = exact.matmul(np.ascontiguousarray(own), columns)
+        distances = exact.matmul(_centre_rows(exact.snap(fixed)), columns)
         np.min(distances, axis=0, out=nearest)
     weights32 = weights.astype(np.float32)
     twice = 2 * weights
@@ -288,6 +285,12 @@ def kmeans_plusplus(
         centres[i] = points[draws[best]]
         nearest -= candidate[best]
     return centres
+
+
+def _centre_rows(snapped: np.ndarray) -> np.ndarray:
+    """``(-c, |c|^2 / 2, 1)`` for each snapped centre c: the centres' side of the product."""
+    coefficients = exact.coefficients(snapped)
+    return np.ascontiguousarray(np.vstack([coefficients, np.ones(len(snapped), np.float32)]).T)
 
 
 def kmeans_parallel(
